@@ -1,0 +1,1 @@
+//! vSphere SOAP client (in progress).

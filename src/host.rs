@@ -1,0 +1,180 @@
+//! The one abstraction over an ESXi host: reading its state (`observe`) and carrying out one
+//! operation at a time (`execute`). The vSphere SOAP client in [`crate::esxi`] implements it;
+//! the planner only ever sees the plain data types defined here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+/// extraConfig key that marks a VM as created and managed by ceso. Its value is the manifest name.
+pub const MANAGED_KEY: &str = "ceso.managed";
+/// extraConfig key holding `true` when the manifest protected the VM (survives manifest deletion).
+pub const PROTECT_KEY: &str = "ceso.protect";
+/// extraConfig key holding the JSON of the spec ceso last applied (no secrets), used to tell
+/// changes made outside ceso (drift) from changes made in the manifests.
+pub const APPLIED_KEY: &str = "ceso.applied";
+
+/// Power state of a VM as the host reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PowerState {
+    PoweredOn,
+    PoweredOff,
+    Suspended,
+}
+
+/// Product facts about the host (from `ServiceContent.about`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostAbout {
+    pub full_name: String,
+    pub api_version: String,
+    pub api_type: String,
+}
+
+/// Everything the planner needs to know about one host, read in one bulk call.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedHost {
+    pub about: HostAbout,
+    /// Datastore names.
+    pub datastores: Vec<String>,
+    /// Network (port group) names visible as Network entities.
+    pub networks: Vec<String>,
+    /// All VMs (and templates) on the host, sorted by name then moref.
+    pub vms: Vec<ObservedVm>,
+}
+
+/// One virtual machine as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedVm {
+    /// Managed object reference value, e.g. `vm-12` (simulator) or `3` (real ESXi).
+    pub moref: String,
+    pub name: String,
+    pub template: bool,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub guest_id: String,
+    pub power: Option<PowerState>,
+    /// `[datastore] dir/name.vmx`
+    pub vmx_path: String,
+    pub disks: Vec<ObservedDisk>,
+    pub nics: Vec<ObservedNic>,
+    /// extraConfig with append-only duplicates already folded (last value wins, empty = absent).
+    pub extra_config: BTreeMap<String, String>,
+}
+
+impl ObservedVm {
+    /// The manifest name this VM is managed under, if ceso created it.
+    pub fn managed_name(&self) -> Option<&str> {
+        self.extra_config.get(MANAGED_KEY).map(String::as_str)
+    }
+
+    /// Whether the host-side marker says the VM is protected from deletion.
+    pub fn is_protected(&self) -> bool {
+        self.extra_config.get(PROTECT_KEY).map(String::as_str) == Some("true")
+    }
+}
+
+/// A virtual disk device.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedDisk {
+    pub key: i32,
+    pub capacity_bytes: u64,
+    /// Backing file, e.g. `[datastore1] web-01/web-01.vmdk`.
+    pub file_name: String,
+    pub controller_key: i32,
+    pub unit_number: i32,
+}
+
+/// A virtual network adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedNic {
+    pub key: i32,
+    /// Port group name (backing `deviceName`).
+    pub port_group: String,
+    pub mac_address: String,
+    /// vSphere device type, e.g. `VirtualVmxnet3`.
+    pub adapter: String,
+}
+
+/// Everything needed to create a VM in one `CreateVM_Task`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCreateSpec {
+    pub name: String,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    pub guest_id: String,
+    /// Datastore name; the VM's files go to `[datastore] name/`.
+    pub datastore: String,
+    /// Disk sizes in bytes, in order (attached to one paravirtual SCSI controller).
+    pub disks: Vec<u64>,
+    /// Port group names, in order (one vmxnet3 adapter each).
+    pub nics: Vec<String>,
+    pub extra_config: BTreeMap<String, String>,
+}
+
+/// One change to a VM's devices or settings, applied together in one `ReconfigVM_Task`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VmReconfigSpec {
+    pub cpu: Option<u32>,
+    pub memory_mib: Option<u64>,
+    pub guest_id: Option<String>,
+    pub disks: Vec<DiskChange>,
+    pub nics: Vec<NicChange>,
+    /// Keys to set; an empty value removes the key.
+    pub extra_config: BTreeMap<String, String>,
+}
+
+/// A disk change inside a reconfiguration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "camelCase")]
+pub enum DiskChange {
+    /// Grow an existing disk (device key) to a new size in bytes.
+    Grow { key: i32, size_bytes: u64 },
+    /// Add a new disk of this size on the VM's SCSI controller.
+    Add { size_bytes: u64 },
+    /// Detach and delete the disk's files.
+    Remove { key: i32 },
+}
+
+/// A network adapter change inside a reconfiguration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "camelCase")]
+pub enum NicChange {
+    /// Move an existing adapter (device key) to another port group.
+    SetPortGroup { key: i32, port_group: String },
+    /// Add a vmxnet3 adapter on this port group.
+    Add { port_group: String },
+    /// Remove the adapter.
+    Remove { key: i32 },
+}
+
+/// One write to a host. The executor is the only code that sends these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum HostOp {
+    CreateVm { spec: VmCreateSpec },
+    ReconfigureVm { moref: Option<String>, vm: String, spec: VmReconfigSpec },
+    PowerOn { moref: Option<String>, vm: String },
+    PowerOff { moref: Option<String>, vm: String },
+    DestroyVm { moref: Option<String>, vm: String },
+}
+
+/// What a successful operation reports back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OpOutcome {
+    /// The moref of a VM the operation created.
+    pub created_moref: Option<String>,
+}
+
+/// The host abstraction: one bulk read and single writes. Implemented by the SOAP client.
+pub trait Host {
+    /// The error type of this implementation.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reads every VM and the properties the planner needs (one bulk read).
+    fn observe(&self) -> impl Future<Output = Result<ObservedHost, Self::Error>>;
+
+    /// Carries out one operation and waits for it to finish.
+    fn execute(&self, op: &HostOp) -> impl Future<Output = Result<OpOutcome, Self::Error>>;
+}
