@@ -153,11 +153,26 @@ pub enum NicChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum HostOp {
-    CreateVm { spec: VmCreateSpec },
-    ReconfigureVm { moref: Option<String>, vm: String, spec: VmReconfigSpec },
-    PowerOn { moref: Option<String>, vm: String },
-    PowerOff { moref: Option<String>, vm: String },
-    DestroyVm { moref: Option<String>, vm: String },
+    CreateVm {
+        spec: VmCreateSpec,
+    },
+    ReconfigureVm {
+        moref: Option<String>,
+        vm: String,
+        spec: VmReconfigSpec,
+    },
+    PowerOn {
+        moref: Option<String>,
+        vm: String,
+    },
+    PowerOff {
+        moref: Option<String>,
+        vm: String,
+    },
+    DestroyVm {
+        moref: Option<String>,
+        vm: String,
+    },
 }
 
 /// What a successful operation reports back.

@@ -1,5 +1,12 @@
 //! ceso (ESXi Commander): declarative management of standalone VMware ESXi hosts.
 
+pub mod apply;
+pub mod cli;
+pub mod desired;
+pub mod diagnostic;
 pub mod esxi;
 pub mod host;
+pub mod manifest;
+pub mod plan;
 pub mod secret;
+pub mod state;

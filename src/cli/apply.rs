@@ -1,0 +1,343 @@
+//! `ceso apply DIR|FILE`
+
+use std::cell::Cell;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::connect::{Hosts, connect, disconnect, make_plan, observe};
+use super::plan::print_plan;
+use super::{CommandError, Outcome};
+use crate::apply::{ApplyHook, DEFAULT_PARALLELISM, execute};
+use crate::diagnostic::has_errors;
+use crate::plan::{PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons};
+use crate::state::{LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
+
+/// Arguments of `ceso apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Inventory directory (plan, confirm, apply), or a plan file saved by `ceso plan --out`.
+    pub path: PathBuf,
+    /// Apply without asking (for pipelines). Without a terminal, apply refuses unless this is given.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Delete managed VMs that are no longer in the manifests (never protected ones).
+    #[arg(long)]
+    pub prune: bool,
+    /// How many steps may run at the same time.
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let store = StateStore::open(state)?;
+    let holder = LockHolder {
+        run_id: new_run_id(),
+        pid: std::process::id(),
+        hostname: hostname(),
+        os_user: os_user(),
+        started_at: now(),
+    };
+    if let Some(stale) = store.acquire_apply_lock(&holder)? {
+        eprintln!(
+            "warning: took over the apply lock of run {} (pid {} is gone); that run is marked interrupted",
+            stale.run_id, stale.pid
+        );
+    }
+    let result = plan_and_execute(&args, &store, &holder).await;
+    if let Err(e) = store.release_apply_lock(&holder.run_id) {
+        eprintln!("warning: could not release the apply lock: {e}");
+    }
+    result
+}
+
+fn is_saved_plan(path: &Path) -> bool {
+    path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json")
+}
+
+async fn plan_and_execute(
+    args: &ApplyArgs,
+    store: &StateStore,
+    holder: &LockHolder,
+) -> Result<Outcome, CommandError> {
+    let (plan, hosts) = if is_saved_plan(&args.path) {
+        let plan = read_saved_plan(&args.path)?;
+        let hosts = connect(&plan.hosts).await?;
+        let fresh = check_saved_plan(&plan, &hosts).await;
+        if let Err(e) = fresh {
+            disconnect(&hosts).await;
+            return Err(e);
+        }
+        print_plan(&plan, false);
+        (plan, hosts)
+    } else {
+        let (plan, hosts) = make_plan(&args.path, &PlanOptions { prune: args.prune }).await?;
+        print_plan(&plan, false);
+        if has_errors(&plan.diagnostics) {
+            disconnect(&hosts).await;
+            return Err(CommandError::new(
+                "the plan has errors (see above); nothing was changed",
+            ));
+        }
+        if plan.has_changes() {
+            if let Err(e) = confirm(args.auto_approve) {
+                disconnect(&hosts).await;
+                return Err(e);
+            }
+        }
+        (plan, hosts)
+    };
+    let result = if plan.has_changes() {
+        run_steps(&plan, &hosts, args, store, holder).await
+    } else {
+        Ok(Outcome::Success)
+    };
+    disconnect(&hosts).await;
+    result
+}
+
+fn read_saved_plan(path: &Path) -> Result<Plan, CommandError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CommandError::new(format!("cannot read plan file {}: {e}", path.display())))?;
+    let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
+    if version != Some(u64::from(PLAN_FORMAT_VERSION)) {
+        return Err(CommandError::with_hint(
+            format!(
+                "{} is not a plan of format version {PLAN_FORMAT_VERSION} (found {:?})",
+                path.display(),
+                version
+            ),
+            "make the plan with this version of ceso: `ceso plan DIR --out FILE`",
+        ));
+    }
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| CommandError::new(format!("plan file {} is damaged: {e}", path.display())))?;
+    if has_errors(&plan.diagnostics) {
+        return Err(CommandError::new(format!(
+            "plan file {} has errors; it cannot be applied",
+            path.display()
+        )));
+    }
+    Ok(plan)
+}
+
+async fn check_saved_plan(plan: &Plan, hosts: &Hosts) -> Result<(), CommandError> {
+    let observed = observe(hosts).await?;
+    let reasons = stale_reasons(plan, &observed);
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(CommandError::with_hint(
+        format!(
+            "the saved plan {} is stale: the hosts changed since it was made ({}):\n  - {}",
+            plan.plan_id,
+            plan.created_at,
+            reasons.join("\n  - ")
+        ),
+        "nothing was changed; make and review a new plan with `ceso plan DIR --out FILE`",
+    ))
+}
+
+fn confirm(auto_approve: bool) -> Result<(), CommandError> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::with_hint(
+            "refusing to apply without confirmation: standard input is not a terminal",
+            "review the plan and pass --auto-approve, or apply a saved plan (`ceso plan DIR --out FILE`, then `ceso apply FILE`)",
+        ));
+    }
+    print!(
+        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CommandError::new(format!("reading the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CommandError::new("apply cancelled; nothing was changed"))
+    }
+}
+
+async fn run_steps(
+    plan: &Plan,
+    hosts: &Hosts,
+    args: &ApplyArgs,
+    store: &StateStore,
+    holder: &LockHolder,
+) -> Result<Outcome, CommandError> {
+    let mut run = RunRecord {
+        run_id: holder.run_id.clone(),
+        plan_id: plan.plan_id.clone(),
+        started_at: holder.started_at.clone(),
+        finished_at: None,
+        status: RunStatus::Running,
+        os_user: holder.os_user.clone(),
+        hostname: holder.hostname.clone(),
+        pid: holder.pid,
+        source: args.path.display().to_string(),
+        steps_total: plan.steps.len(),
+        steps_succeeded: 0,
+        steps_failed: 0,
+        steps_skipped: 0,
+    };
+    store.save_run(&run)?;
+    println!("\nApplying plan {} (run {}).", plan.plan_id, run.run_id);
+    let hook = AuditHook {
+        store,
+        run_id: &run.run_id,
+        audit_failed: Cell::new(false),
+    };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("\ninterrupted: letting running steps finish, starting no new ones");
+    };
+    let report = execute(plan, hosts, usize::from(args.parallelism), &hook, stop).await;
+    run.finished_at = Some(now());
+    run.steps_succeeded = report.succeeded();
+    run.steps_failed = report.failed();
+    run.steps_skipped = report.skipped();
+    run.status = if report.is_success() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    store.save_run(&run)?;
+    println!(
+        "\nApply {}: {} step(s) succeeded, {} failed, {} skipped. Audit: `ceso audit show {}`.",
+        if report.is_success() {
+            "complete"
+        } else {
+            "finished with errors"
+        },
+        run.steps_succeeded,
+        run.steps_failed,
+        run.steps_skipped,
+        run.run_id
+    );
+    if hook.audit_failed.get() {
+        return Err(CommandError::new(
+            "some audit records could not be written (see above)",
+        ));
+    }
+    if report.is_success() {
+        Ok(Outcome::Success)
+    } else {
+        Err(CommandError::with_hint(
+            format!(
+                "{} step(s) failed, {} skipped",
+                run.steps_failed, run.steps_skipped
+            ),
+            "fix the cause shown above and run apply again: it continues from where the hosts are now",
+        ))
+    }
+}
+
+/// Prints progress and writes every step event to the audit log.
+struct AuditHook<'a> {
+    store: &'a StateStore,
+    run_id: &'a str,
+    audit_failed: Cell<bool>,
+}
+
+impl AuditHook<'_> {
+    fn record(&self, step: &Step, event: StepEvent) {
+        let record = StepRecord {
+            step: step.id,
+            resource: step.resource.clone(),
+            host: step.host.clone(),
+            description: step.description.clone(),
+            at: now(),
+            event,
+        };
+        if let Err(e) = self.store.append_step(self.run_id, &record) {
+            eprintln!("error: audit log: {e}");
+            self.audit_failed.set(true);
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl ApplyHook for AuditHook<'_> {
+    fn step_started(&self, step: &Step) {
+        println!("{}: {}...", step.resource, step.description);
+        self.record(step, StepEvent::Started);
+    }
+
+    fn step_succeeded(&self, step: &Step, duration: Duration) {
+        println!(
+            "{}: {} done ({:.1}s)",
+            step.resource,
+            step.description,
+            duration.as_secs_f64()
+        );
+        self.record(
+            step,
+            StepEvent::Succeeded {
+                duration_ms: millis(duration),
+            },
+        );
+    }
+
+    fn step_failed(&self, step: &Step, duration: Duration, error: &str) {
+        println!("{}: {} FAILED: {error}", step.resource, step.description);
+        self.record(
+            step,
+            StepEvent::Failed {
+                duration_ms: millis(duration),
+                fault: error.to_owned(),
+            },
+        );
+    }
+
+    fn step_skipped(&self, step: &Step, reason: &str) {
+        println!("{}: {} skipped: {reason}", step.resource, step.description);
+        self.record(
+            step,
+            StepEvent::Skipped {
+                reason: reason.to_owned(),
+            },
+        );
+    }
+}
+
+/// Current time, RFC 3339, in seconds.
+pub fn now() -> String {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Millisecond)
+        .unwrap_or(now)
+        .to_string()
+}
+
+/// A run id that sorts by time: `20261127T093000Z-1a2b3c`.
+fn new_run_id() -> String {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{stamp}-{}", &random[..6])
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,125 @@
+//! Shared by `plan` and `apply`: connecting to the hosts, observing them, and making a plan.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::CommandError;
+use crate::desired::{DesiredState, HostConnection};
+use crate::esxi::{ConnectOptions, EsxiClient};
+use crate::host::Host;
+use crate::manifest::load_valid_inventory;
+use crate::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
+
+/// How long one host task may take before ceso gives up waiting.
+const TASK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Connected hosts, by name.
+pub type Hosts = BTreeMap<String, EsxiClient>;
+
+/// Logs in to every host (concurrently).
+pub async fn connect(hosts: &BTreeMap<String, HostConnection>) -> Result<Hosts, CommandError> {
+    let attempts = hosts.iter().map(|(name, connection)| async move {
+        let password = connection
+            .resolve_password(name)
+            .map_err(|e| CommandError::with_hint(e.to_string(), "set the variable or create the file the Host manifest names in `password`"))?;
+        if connection.insecure {
+            eprintln!(
+                "warning: host {name}: certificate verification is disabled (insecure: true); anyone on the network path can impersonate this host"
+            );
+        }
+        let options = ConnectOptions {
+            address: connection.address.clone(),
+            thumbprint: connection.thumbprint.clone(),
+            insecure: connection.insecure,
+            username: connection.username.clone(),
+            password,
+            task_timeout: TASK_TIMEOUT,
+        };
+        let client = EsxiClient::connect(options).await.map_err(|e| {
+            CommandError::new(format!("host {name} ({}): {e}", connection.address))
+        })?;
+        Ok::<_, CommandError>((name.clone(), client))
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut connected = Hosts::new();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok((name, client)) => {
+                connected.insert(name, client);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        disconnect(&connected).await;
+        return Err(error);
+    }
+    Ok(connected)
+}
+
+/// Logs out of every host; errors are only logged.
+pub async fn disconnect(hosts: &Hosts) {
+    for (name, client) in hosts {
+        if let Err(e) = client.logout().await {
+            tracing::warn!("logout from host {name} failed: {e}");
+        }
+    }
+}
+
+/// Reads every host's state (concurrently).
+pub async fn observe(hosts: &Hosts) -> Result<ObservedState, CommandError> {
+    let reads = hosts.iter().map(|(name, client)| async move {
+        client
+            .observe()
+            .await
+            .map(|observed| (name.clone(), observed))
+            .map_err(|e| CommandError::new(format!("observing host {name}: {e}")))
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// A fresh plan id and time.
+pub fn new_plan_meta(inventory: &Path) -> PlanMeta {
+    PlanMeta {
+        plan_id: uuid::Uuid::new_v4().to_string(),
+        created_at: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or(jiff::Timestamp::now())
+            .to_string(),
+        ceso_version: env!("CARGO_PKG_VERSION").to_owned(),
+        inventory: Some(inventory.to_path_buf()),
+    }
+}
+
+/// Loads and validates the inventory; errors stop here, warnings are printed.
+pub fn load_desired(path: &Path) -> Result<DesiredState, CommandError> {
+    let (inventory, warnings) = load_valid_inventory(path).map_err(CommandError::Diagnostics)?;
+    for warning in warnings {
+        eprintln!("{warning}");
+    }
+    Ok(DesiredState::from_inventory(&inventory))
+}
+
+/// Connects, observes and plans. The hosts stay connected for an apply.
+pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Hosts), CommandError> {
+    let desired = load_desired(path)?;
+    let connections = desired
+        .hosts
+        .iter()
+        .map(|(name, host)| (name.clone(), host.connection.clone()))
+        .collect();
+    let hosts = connect(&connections).await?;
+    let observed = match observe(&hosts).await {
+        Ok(observed) => observed,
+        Err(e) => {
+            disconnect(&hosts).await;
+            return Err(e);
+        }
+    };
+    let plan = diff(&desired, &observed, options, new_plan_meta(path));
+    Ok((plan, hosts))
+}

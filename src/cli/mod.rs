@@ -1,0 +1,166 @@
+//! The command line: argument parsing, and the one place where outcomes become exit codes.
+
+mod apply;
+mod audit;
+mod connect;
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::diagnostic::Diagnostic;
+
+pub use schema::{SCHEMA_FILE, manifest_schema, manifest_schema_text};
+
+/// ceso (ESXi Commander): declarative management of standalone VMware ESXi hosts.
+#[derive(Debug, Parser)]
+#[command(name = "ceso", version, about, long_about = None)]
+pub struct Cli {
+    /// The state file (audit log, locks).
+    #[arg(long, global = true, env = "CESO_STATE", default_value = crate::state::DEFAULT_STATE_FILE)]
+    pub state: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests without touching any host; reports every problem at once.
+    Validate(validate::ValidateArgs),
+    /// Show what apply would change. Exit code 0: no changes, 2: changes pending, 1: error.
+    Plan(plan::PlanArgs),
+    /// Carry out a plan (from an inventory directory, or a saved plan file).
+    Apply(apply::ApplyArgs),
+    /// What every apply did.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Write the JSON Schema of the manifests.
+    Schema(schema::SchemaArgs),
+}
+
+/// The outcome of a command, mapped to an exit code in [`run`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 2: `plan` found changes.
+    ChangesPending,
+}
+
+/// Why a command failed (exit code 1).
+#[derive(Debug)]
+pub enum CommandError {
+    /// Problems in the manifests (already collected, each with its location).
+    Diagnostics(Vec<Diagnostic>),
+    /// Anything else, with a hint when there is something to do about it.
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl CommandError {
+    /// A failure with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        CommandError::Failed {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A failure with a message and what to do about it.
+    pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CommandError::Failed {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl From<crate::state::StateError> for CommandError {
+    fn from(error: crate::state::StateError) -> Self {
+        let hint = match &error {
+            crate::state::StateError::LockHeld { .. } => Some(
+                "wait for that apply to finish; a holder that was killed is detected and taken over automatically",
+            ),
+            crate::state::StateError::UnknownRun { .. } => Some("`ceso audit list` shows the runs"),
+            _ => None,
+        };
+        CommandError::Failed {
+            message: error.to_string(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Usage errors exit 1, never 2: 2 means "changes pending" for `plan`.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::ChangesPending) => ExitCode::from(2),
+        Err(CommandError::Diagnostics(diagnostics)) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("\n{errors} error(s) found.");
+            ExitCode::from(1)
+        }
+        Err(CommandError::Failed { message, hint }) => {
+            eprintln!("error: {message}");
+            if let Some(hint) = hint {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args).await,
+        Command::Apply(args) => apply::run(args, &cli.state).await,
+        Command::Audit(command) => audit::run(command, &cli.state),
+        Command::Schema(args) => schema::run(args),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CESO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,289 @@
+//! The error type of the ESXi client.
+
+use std::time::Duration;
+
+/// Everything that can go wrong talking to an ESXi host.
+///
+/// No variant ever holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum EsxiError {
+    /// The configured address is not a usable URL.
+    #[error("invalid ESXi address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The address as configured.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The configured thumbprint is not a SHA-256 fingerprint.
+    #[error(
+        "invalid certificate thumbprint {thumbprint:?}: {reason} (expected the SHA-256 fingerprint \
+         of the host certificate: 32 hex bytes such as \"AB:CD:...\")"
+    )]
+    InvalidThumbprint {
+        /// The thumbprint as configured.
+        thumbprint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Plain `http://` to a host that is not loopback.
+    #[error(
+        "refusing plain http:// to {address}: the session cookie and password would cross the \
+         network unencrypted; use https:// (plain http is only allowed to loopback addresses)"
+    )]
+    PlainHttpRefused {
+        /// The address as configured.
+        address: String,
+    },
+
+    /// Neither a thumbprint nor `insecure` is configured: the host's identity cannot be checked.
+    #[error(
+        "no trust configured for {address}: the host presented a certificate with SHA-256 \
+         thumbprint {actual}. Verify it out of band (DCUI / host console, or `{hint}`) and set \
+         `thumbprint: \"{actual}\"`, or set `insecure: true` to skip verification (not recommended)",
+        hint = openssl_hint(.address)
+    )]
+    NoTrust {
+        /// The normalized URL of the host.
+        address: String,
+        /// The SHA-256 thumbprint the host presented, `AB:CD:...`.
+        actual: String,
+    },
+
+    /// The host's certificate does not match the pinned thumbprint.
+    #[error(
+        "certificate of {address} does NOT match the pinned thumbprint: expected {expected}, got \
+         {actual}. The host may be an impostor (man-in-the-middle), or its certificate was \
+         regenerated. Check the real thumbprint on the host (DCUI / console, or `{hint}`) and \
+         update `thumbprint` only if they match",
+        hint = openssl_hint(.address)
+    )]
+    ThumbprintMismatch {
+        /// The normalized URL of the host.
+        address: String,
+        /// The pinned thumbprint, `AB:CD:...`.
+        expected: String,
+        /// The thumbprint the host presented, `AB:CD:...`.
+        actual: String,
+    },
+
+    /// Connecting or talking HTTP failed (DNS, refused, TLS, timeout, reset).
+    #[error("cannot reach ESXi host {address}: {message}")]
+    Network {
+        /// The normalized URL of the host.
+        address: String,
+        /// The error chain.
+        message: String,
+    },
+
+    /// The host answered with an HTTP status that is neither a result nor a SOAP fault.
+    #[error("ESXi host {address} answered {method} with HTTP {status}: {body}")]
+    Http {
+        /// The normalized URL of the host.
+        address: String,
+        /// The SOAP method.
+        method: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+
+    /// The response could not be understood.
+    #[error("unexpected response from {address} to {method}: {message}")]
+    Protocol {
+        /// The normalized URL of the host.
+        address: String,
+        /// The SOAP method.
+        method: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// Wrong user name or password.
+    #[error("login to {address} as {username:?} failed: wrong user name or password")]
+    LoginFailed {
+        /// The normalized URL of the host.
+        address: String,
+        /// The user name (never the password).
+        username: String,
+    },
+
+    /// The host has a free licence, whose API is read-only.
+    #[error(
+        "{method} was refused by {address} (RestrictedVersion): the host runs the free ESXi \
+         licence, which makes the vSphere API read-only. Writes need a paid licence (or the SSH \
+         path)"
+    )]
+    RestrictedVersion {
+        /// The normalized URL of the host.
+        address: String,
+        /// The SOAP method (or task) that was refused.
+        method: String,
+    },
+
+    /// A SOAP fault (HTTP 500) other than the ones with their own variant.
+    #[error("{method} failed: {fault}{}", fmt_message(.message))]
+    Fault {
+        /// The SOAP method.
+        method: String,
+        /// vim25 fault type, e.g. `InvalidPowerState`.
+        fault: String,
+        /// The server's message (may be empty).
+        message: String,
+    },
+
+    /// A task finished in state `error`.
+    #[error("{task} on {entity} failed: {fault}{}", fmt_message(.message))]
+    TaskFailed {
+        /// The method that started the task, e.g. `PowerOnVM_Task`.
+        task: String,
+        /// The VM the task worked on.
+        entity: String,
+        /// vim25 fault type of `info.error.fault`, e.g. `InvalidPowerState`.
+        fault: String,
+        /// `info.error.localizedMessage`.
+        message: String,
+    },
+
+    /// A task did not finish in time. It may still be running on the host.
+    #[error(
+        "{task} on {entity} did not finish within {timeout:?}; it may still be running on the host"
+    )]
+    TaskTimeout {
+        /// The method that started the task.
+        task: String,
+        /// The VM the task worked on.
+        entity: String,
+        /// The configured task timeout.
+        timeout: Duration,
+    },
+
+    /// No VM with this name exists.
+    #[error("VM {vm:?} not found on the host")]
+    VmNotFound {
+        /// The VM name looked for.
+        vm: String,
+    },
+
+    /// Several VMs have this name and no moref was given.
+    #[error("several VMs are named {vm:?} ({}); cannot tell which one is meant", .morefs.join(", "))]
+    AmbiguousVm {
+        /// The VM name looked for.
+        vm: String,
+        /// The morefs of all VMs with that name.
+        morefs: Vec<String>,
+    },
+
+    /// The VM has no device with this key (for a disk or NIC change).
+    #[error("VM {vm:?} has no {what} with device key {key}")]
+    DeviceNotFound {
+        /// The VM name.
+        vm: String,
+        /// `disk` or `network adapter`.
+        what: &'static str,
+        /// The device key.
+        key: i32,
+    },
+
+    /// The requested change cannot be expressed (e.g. no free SCSI unit number).
+    #[error("cannot build the change for VM {vm:?}: {message}")]
+    InvalidSpec {
+        /// The VM name.
+        vm: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The inventory lacks something the client needs (datacenter, VM folder, resource pool).
+    #[error("unexpected inventory on {address}: {message}")]
+    Inventory {
+        /// The normalized URL of the host.
+        address: String,
+        /// What is missing.
+        message: String,
+    },
+}
+
+fn fmt_message(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+/// The command an operator can run to see a host's SHA-256 thumbprint.
+fn openssl_hint(address: &str) -> String {
+    let hostport = reqwest::Url::parse(address)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            let port = u.port_or_known_default()?;
+            Some(format!("{host}:{port}"))
+        })
+        .unwrap_or_else(|| "HOST:443".to_owned());
+    format!(
+        "openssl s_client -connect {hostport} </dev/null | openssl x509 -noout -fingerprint -sha256"
+    )
+}
+
+impl EsxiError {
+    /// The vim25 fault type, for `Fault` and `TaskFailed`.
+    pub fn fault_type(&self) -> Option<&str> {
+        match self {
+            Self::Fault { fault, .. } | Self::TaskFailed { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_not_authenticated(&self) -> bool {
+        matches!(self, Self::Fault { fault, .. } if fault == super::fault::NOT_AUTHENTICATED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatch_message_tells_how_to_check() {
+        let e = EsxiError::ThumbprintMismatch {
+            address: "https://esxi-01/sdk".into(),
+            expected: "AA:BB".into(),
+            actual: "CC:DD".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("impostor"), "{s}");
+        assert!(
+            s.contains(
+                "openssl s_client -connect esxi-01:443 </dev/null | openssl x509 -noout -fingerprint -sha256"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("expected AA:BB, got CC:DD"), "{s}");
+    }
+
+    #[test]
+    fn no_trust_prints_the_thumbprint() {
+        let e = EsxiError::NoTrust {
+            address: "https://127.0.0.1:8989/sdk".into(),
+            actual: "AB:CD".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("thumbprint: \"AB:CD\""), "{s}");
+        assert!(s.contains("-connect 127.0.0.1:8989"), "{s}");
+    }
+
+    #[test]
+    fn fault_display() {
+        let e = EsxiError::Fault {
+            method: "PowerOnVM_Task".into(),
+            fault: "InvalidState".into(),
+            message: String::new(),
+        };
+        assert_eq!(e.to_string(), "PowerOnVM_Task failed: InvalidState");
+    }
+}

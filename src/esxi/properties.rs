@@ -1,0 +1,558 @@
+//! The property collector: `RetrievePropertiesEx` with its token loop, and `observe()`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use super::EsxiClient;
+use super::envelope::method_body;
+use super::error::EsxiError;
+use super::fault::{LocalizedFault, NOT_AUTHENTICATED};
+use super::xml::{Element, MoRef, XmlWriter};
+use crate::host::{ObservedDisk, ObservedHost, ObservedNic, ObservedVm, PowerState};
+
+/// VM properties read by `observe()`. Never `all=true`: a VM has hundreds of properties.
+pub(crate) const VM_PATHS: &[&str] = &[
+    "name",
+    "config.template",
+    "config.hardware.numCPU",
+    "config.hardware.memoryMB",
+    "config.guestId",
+    "runtime.powerState",
+    "config.files.vmPathName",
+    "config.hardware.device",
+    "config.extraConfig",
+];
+
+/// vSphere device types that are network adapters (all `VirtualEthernetCard` subtypes).
+const NIC_TYPES: &[&str] = &[
+    "VirtualEthernetCard",
+    "VirtualE1000",
+    "VirtualE1000e",
+    "VirtualPCNet32",
+    "VirtualVmxnet",
+    "VirtualVmxnet2",
+    "VirtualVmxnet3",
+    "VirtualVmxnet3Vrdma",
+    "VirtualSriovEthernetCard",
+];
+
+/// One object of a `RetrieveResult`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectContent {
+    pub obj: MoRef,
+    /// `(property path, val element)` in the order received.
+    pub props: Vec<(String, Element)>,
+    /// Properties the server could not return, with the reason.
+    pub missing: Vec<(String, LocalizedFault)>,
+}
+
+impl ObjectContent {
+    /// The value of a property (`<val>`), if returned.
+    pub fn prop(&self, path: &str) -> Option<&Element> {
+        self.props.iter().find(|(p, _)| p == path).map(|(_, v)| v)
+    }
+
+    /// The text of a property value.
+    pub fn prop_text(&self, path: &str) -> Option<&str> {
+        self.prop(path).map(|v| v.text.as_str())
+    }
+}
+
+/// Reads a `RetrieveResult` (the `returnval` of RetrievePropertiesEx or its continuation):
+/// the objects and the paging token, if any.
+pub(crate) fn parse_retrieve_result(resp: &Element) -> (Vec<ObjectContent>, Option<String>) {
+    let Some(rv) = resp.child("returnval") else {
+        return (Vec::new(), None);
+    };
+    let token = rv
+        .child_text("token")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let objects = rv
+        .children_named("objects")
+        .filter_map(|o| {
+            let obj = o.child("obj")?.as_moref()?;
+            let props = o
+                .children_named("propSet")
+                .filter_map(|p| {
+                    let name = p.child_text("name")?.to_owned();
+                    let val = p
+                        .child("val")
+                        .cloned()
+                        .unwrap_or_else(|| Element::new("val"));
+                    Some((name, val))
+                })
+                .collect();
+            let missing = o
+                .children_named("missingSet")
+                .map(|m| {
+                    let path = m.child_text("path").unwrap_or_default().to_owned();
+                    let fault = m
+                        .child("fault")
+                        .map(LocalizedFault::from_element)
+                        .unwrap_or_else(|| LocalizedFault {
+                            fault: "Unknown".into(),
+                            message: String::new(),
+                        });
+                    (path, fault)
+                })
+                .collect();
+            Some(ObjectContent {
+                obj,
+                props,
+                missing,
+            })
+        })
+        .collect();
+    (objects, token)
+}
+
+/// Whether a RetrievePropertiesEx response reports `NotAuthenticated` in a `missingSet`.
+pub(crate) fn has_not_authenticated(resp: &Element) -> bool {
+    resp.child("returnval").is_some_and(|rv| {
+        rv.children_named("objects").any(|o| {
+            o.children_named("missingSet").any(|m| {
+                m.path(&["fault", "fault"])
+                    .is_some_and(|f| f.type_name() == Some(NOT_AUTHENTICATED))
+            })
+        })
+    })
+}
+
+/// A `PropertyFilterSpec` under construction.
+pub(crate) struct FilterSpec {
+    w: XmlWriter,
+}
+
+impl FilterSpec {
+    /// Starts a `specSet`.
+    pub fn new() -> Self {
+        let mut w = XmlWriter::new();
+        w.start("specSet");
+        Self { w }
+    }
+
+    /// Adds a `PropertySpec` (a type and the paths to read on objects of that type).
+    pub fn props(mut self, kind: &str, paths: &[&str]) -> Self {
+        self.w.start("propSet").leaf("type", kind);
+        for p in paths {
+            self.w.leaf("pathSet", p);
+        }
+        self.w.end("propSet");
+        self
+    }
+
+    /// Adds the `ObjectSpec` and finishes. `select` writes the traversal specs.
+    pub fn object(
+        mut self,
+        obj: &MoRef,
+        skip: bool,
+        select: impl FnOnce(&mut XmlWriter),
+    ) -> String {
+        self.w
+            .start("objectSet")
+            .moref("obj", obj)
+            .leaf("skip", bool_text(skip));
+        select(&mut self.w);
+        self.w.end("objectSet").end("specSet");
+        self.w.finish()
+    }
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Writes a `TraversalSpec` that continues with the named selection specs.
+pub(crate) fn traversal(w: &mut XmlWriter, name: &str, kind: &str, path: &str, next: &[&str]) {
+    w.start_typed("selectSet", "TraversalSpec")
+        .leaf("name", name)
+        .leaf("type", kind)
+        .leaf("path", path)
+        .leaf("skip", "false");
+    for n in next {
+        w.start("selectSet").leaf("name", n).end("selectSet");
+    }
+    w.end("selectSet");
+}
+
+impl EsxiClient {
+    /// `RetrievePropertiesEx` plus the `ContinueRetrievePropertiesEx` loop for paging hosts.
+    pub(crate) async fn retrieve(&self, spec_set: &str) -> Result<Vec<ObjectContent>, EsxiError> {
+        let pc = &self.service.property_collector;
+        let mut w = method_body(pc);
+        w.buf.push_str(spec_set);
+        w.start("options").end("options");
+        let resp = self.call("RetrievePropertiesEx", &w.finish()).await?;
+        let (mut objects, mut token) = parse_retrieve_result(&resp);
+        while let Some(t) = token.take() {
+            let mut w = method_body(pc);
+            w.leaf("token", &t);
+            let resp = self
+                .call("ContinueRetrievePropertiesEx", &w.finish())
+                .await?;
+            let (more, next) = parse_retrieve_result(&resp);
+            objects.extend(more);
+            token = next;
+        }
+        Ok(objects)
+    }
+
+    /// Reads properties of a single object.
+    pub(crate) async fn retrieve_one(
+        &self,
+        obj: &MoRef,
+        paths: &[&str],
+    ) -> Result<Option<ObjectContent>, EsxiError> {
+        let spec = FilterSpec::new()
+            .props(&obj.kind, paths)
+            .object(obj, false, |_| {});
+        let objects = self.retrieve(&spec).await?;
+        Ok(objects.into_iter().find(|o| o.obj == *obj))
+    }
+
+    /// The bulk read behind `Host::observe`: one container view over VMs, datastores and
+    /// networks, one `RetrievePropertiesEx` (plus continuations on paging hosts), one
+    /// `DestroyView`.
+    ///
+    /// Views belong to a session: when the session had to be renewed half-way, the view is
+    /// gone, so the read starts over once.
+    pub(crate) async fn observe_host(&self) -> Result<ObservedHost, EsxiError> {
+        let generation = self.session_generation.load(Ordering::SeqCst);
+        match self.observe_once().await {
+            Err(e) if self.session_generation.load(Ordering::SeqCst) != generation => {
+                tracing::debug!(error = %e, "session renewed during observe; reading again");
+                self.observe_once().await
+            }
+            other => other,
+        }
+    }
+
+    async fn observe_once(&self) -> Result<ObservedHost, EsxiError> {
+        let mut w = method_body(&self.service.view_manager);
+        w.moref("container", &self.service.root_folder)
+            .leaf("type", "VirtualMachine")
+            .leaf("type", "Datastore")
+            .leaf("type", "Network")
+            .leaf("recursive", "true");
+        let resp = self.call("CreateContainerView", &w.finish()).await?;
+        let view = resp
+            .child("returnval")
+            .and_then(Element::as_moref)
+            .ok_or_else(|| EsxiError::Protocol {
+                address: self.transport.address().to_owned(),
+                method: "CreateContainerView".into(),
+                message: "no view in the response".into(),
+            })?;
+
+        let spec = FilterSpec::new()
+            .props("VirtualMachine", VM_PATHS)
+            .props("Datastore", &["name"])
+            .props("Network", &["name"])
+            .object(&view, true, |w| {
+                traversal(w, "traverseView", "ContainerView", "view", &[])
+            });
+        let result = self.retrieve(&spec).await;
+
+        let destroy = method_body(&view).finish();
+        match self.call("DestroyView", &destroy).await {
+            Ok(_) => {}
+            // The view went away with an expired session.
+            Err(e) if e.fault_type() == Some("ManagedObjectNotFound") => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "DestroyView failed; the view lingers until logout")
+            }
+        }
+        let objects = result?;
+        Ok(observed_host(self.service.about.clone(), &objects))
+    }
+}
+
+/// Builds the sorted `ObservedHost` from the collected objects.
+pub(crate) fn observed_host(
+    about: crate::host::HostAbout,
+    objects: &[ObjectContent],
+) -> ObservedHost {
+    let mut host = ObservedHost {
+        about,
+        ..ObservedHost::default()
+    };
+    for o in objects {
+        match o.obj.kind.as_str() {
+            "VirtualMachine" => {
+                // An object that vanished mid-read (or an inaccessible one) comes without name.
+                if o.prop("name").is_some() {
+                    host.vms.push(observed_vm(o));
+                }
+            }
+            "Datastore" => host
+                .datastores
+                .extend(o.prop_text("name").map(str::to_owned)),
+            // Network subtypes (e.g. DistributedVirtualPortgroup) also carry a name.
+            _ => host.networks.extend(o.prop_text("name").map(str::to_owned)),
+        }
+    }
+    host.vms
+        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.moref.cmp(&b.moref)));
+    host.datastores.sort();
+    host.datastores.dedup();
+    host.networks.sort();
+    host.networks.dedup();
+    host
+}
+
+/// One VM from its properties.
+pub(crate) fn observed_vm(o: &ObjectContent) -> ObservedVm {
+    let text = |p: &str| o.prop_text(p).unwrap_or_default().trim().to_owned();
+    let power = match o.prop_text("runtime.powerState").map(str::trim) {
+        Some("poweredOn") => Some(PowerState::PoweredOn),
+        Some("poweredOff") => Some(PowerState::PoweredOff),
+        Some("suspended") => Some(PowerState::Suspended),
+        _ => None,
+    };
+    let devices: &[Element] = o
+        .prop("config.hardware.device")
+        .map_or(&[], |v| &v.children);
+    let (disks, nics) = parse_devices(devices);
+    ObservedVm {
+        moref: o.obj.value.clone(),
+        name: o.prop_text("name").unwrap_or_default().to_owned(),
+        template: text("config.template") == "true",
+        cpu: text("config.hardware.numCPU").parse().unwrap_or(0),
+        memory_mib: text("config.hardware.memoryMB").parse().unwrap_or(0),
+        guest_id: text("config.guestId"),
+        power,
+        vmx_path: o
+            .prop_text("config.files.vmPathName")
+            .unwrap_or_default()
+            .to_owned(),
+        disks,
+        nics,
+        extra_config: o
+            .prop("config.extraConfig")
+            .map(fold_extra_config)
+            .unwrap_or_default(),
+    }
+}
+
+/// Folds `ArrayOfOptionValue`: the last value of a key wins and an empty value means absent
+/// (the simulator appends instead of replacing; a real host replaces and deletes on empty).
+pub(crate) fn fold_extra_config(val: &Element) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for ov in &val.children {
+        let Some(key) = ov.child_text("key") else {
+            continue;
+        };
+        let value = ov.child_text("value").unwrap_or_default();
+        if value.is_empty() {
+            map.remove(key);
+        } else {
+            map.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    map
+}
+
+/// Whether a device element is a network adapter.
+pub(crate) fn is_nic(dev: &Element) -> bool {
+    match dev.type_name() {
+        Some(t) if NIC_TYPES.contains(&t) => true,
+        _ => dev.child("macAddress").is_some() && dev.child("addressType").is_some(),
+    }
+}
+
+/// Whether a device element is a virtual disk.
+pub(crate) fn is_disk(dev: &Element) -> bool {
+    dev.type_name() == Some("VirtualDisk")
+}
+
+/// Device key of a device element.
+pub(crate) fn device_key(dev: &Element) -> Option<i32> {
+    dev.child_parse("key")
+}
+
+/// Disks (by controller, unit) and NICs (by key) of a `config.hardware.device` list.
+pub(crate) fn parse_devices(devices: &[Element]) -> (Vec<ObservedDisk>, Vec<ObservedNic>) {
+    let mut disks = Vec::new();
+    let mut nics = Vec::new();
+    for dev in devices {
+        let key = device_key(dev).unwrap_or(0);
+        if is_disk(dev) {
+            let capacity_bytes = dev
+                .child_parse::<u64>("capacityInBytes")
+                .or_else(|| dev.child_parse::<u64>("capacityInKB").map(|kb| kb * 1024))
+                .unwrap_or(0);
+            disks.push(ObservedDisk {
+                key,
+                capacity_bytes,
+                file_name: dev
+                    .path(&["backing", "fileName"])
+                    .map(|f| f.text.clone())
+                    .unwrap_or_default(),
+                controller_key: dev.child_parse("controllerKey").unwrap_or(0),
+                unit_number: dev.child_parse("unitNumber").unwrap_or(0),
+            });
+        } else if is_nic(dev) {
+            let backing = dev.child("backing");
+            let port_group = backing
+                .and_then(|b| {
+                    b.child_text("deviceName")
+                        .filter(|n| !n.is_empty())
+                        .or_else(|| b.path(&["port", "portgroupKey"]).map(|e| e.text.as_str()))
+                })
+                .unwrap_or_default()
+                .to_owned();
+            nics.push(ObservedNic {
+                key,
+                port_group,
+                mac_address: dev.child_text("macAddress").unwrap_or_default().to_owned(),
+                adapter: dev.type_name().unwrap_or("VirtualEthernetCard").to_owned(),
+            });
+        }
+    }
+    disks.sort_by_key(|d| (d.controller_key, d.unit_number, d.key));
+    nics.sort_by_key(|n| n.key);
+    (disks, nics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esxi::envelope::{Reply, unwrap_body};
+    use crate::esxi::xml::parse;
+
+    fn response(xml: &str) -> Element {
+        match unwrap_body(parse(xml).expect("xml")).expect("body") {
+            Reply::Response(r) => r,
+            Reply::Fault(f) => panic!("fault {f:?}"),
+        }
+    }
+
+    #[test]
+    fn observe_response_with_xmlschema_instance_prefix() {
+        let resp = response(include_str!("testdata/rpex_observe.xml"));
+        assert!(!has_not_authenticated(&resp));
+        let (objects, token) = parse_retrieve_result(&resp);
+        assert_eq!(token, None);
+        let host = observed_host(crate::host::HostAbout::default(), &objects);
+        assert_eq!(host.datastores, vec!["LocalDS_0"]);
+        assert_eq!(host.networks, vec!["VM Network"]);
+        let names: Vec<_> = host.vms.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["ha-host_VM0", "ha-host_VM1"]);
+        let vm0 = &host.vms[0];
+        assert_eq!(vm0.moref, "vm-9");
+        assert!(!vm0.template);
+        assert_eq!(vm0.cpu, 1);
+        assert_eq!(vm0.memory_mib, 32);
+        assert_eq!(vm0.guest_id, "otherGuest");
+        assert_eq!(vm0.power, Some(PowerState::PoweredOn));
+        assert_eq!(vm0.vmx_path, "[LocalDS_0] ha-host_VM0/ha-host_VM0.vmx");
+        assert_eq!(
+            vm0.disks,
+            vec![ObservedDisk {
+                key: 255511522,
+                capacity_bytes: 1024 * 1024,
+                file_name: "[LocalDS_0] ha-host_VM0/disk1.vmdk".into(),
+                controller_key: 202,
+                unit_number: 0,
+            }]
+        );
+        assert_eq!(
+            vm0.nics,
+            vec![ObservedNic {
+                key: 4000,
+                port_group: "VM Network".into(),
+                mac_address: "00:0c:29:38:61:38".into(),
+                adapter: "VirtualE1000".into(),
+            }]
+        );
+        assert_eq!(
+            vm0.extra_config.get("govcsim").map(String::as_str),
+            Some("TRUE")
+        );
+    }
+
+    #[test]
+    fn created_vm_with_vmxnet3_bytes_and_extra_config_duplicates() {
+        let resp = response(include_str!("testdata/rpex_created_vm.xml"));
+        let (objects, _) = parse_retrieve_result(&resp);
+        let host = observed_host(crate::host::HostAbout::default(), &objects);
+        assert_eq!(host.vms.len(), 1);
+        let vm = &host.vms[0];
+        assert_eq!(vm.name, "web & db <01>");
+        assert_eq!(vm.power, Some(PowerState::PoweredOff));
+        assert_eq!(vm.disks.len(), 2);
+        assert_eq!(vm.disks[0].capacity_bytes, 2 * 1024 * 1024 * 1024);
+        assert_eq!(vm.disks[1].unit_number, 1);
+        assert_eq!(vm.nics.len(), 1);
+        assert_eq!(vm.nics[0].adapter, "VirtualVmxnet3");
+        assert_eq!(vm.nics[0].port_group, "Other PG");
+        // Appended duplicates: last value wins, an empty last value deletes the key.
+        assert_eq!(
+            vm.extra_config.get("ceso.managed").map(String::as_str),
+            Some("web-v2")
+        );
+        assert_eq!(vm.extra_config.get("guestinfo.userdata"), None);
+        assert_eq!(vm.managed_name(), Some("web-v2"));
+    }
+
+    #[test]
+    fn fold_extra_config_last_wins() {
+        let val = parse(
+            r#"<val xmlns:x="http://www.w3.org/2001/XMLSchema-instance" x:type="ArrayOfOptionValue">
+            <OptionValue><key>a</key><value x:type="xsd:string">1</value></OptionValue>
+            <OptionValue><key>b</key><value x:type="xsd:string">x</value></OptionValue>
+            <OptionValue><key>a</key><value x:type="xsd:string">2</value></OptionValue>
+            <OptionValue><key>b</key><value x:type="xsd:string"></value></OptionValue>
+            <OptionValue><key>c</key><value x:type="xsd:string">keep</value></OptionValue>
+            </val>"#,
+        )
+        .expect("xml");
+        let m = fold_extra_config(&val);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("a".to_owned(), "2".to_owned()),
+                ("c".to_owned(), "keep".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_set_not_authenticated_is_detected() {
+        let resp = response(include_str!("testdata/rpex_not_authenticated.xml"));
+        assert!(has_not_authenticated(&resp));
+        let (objects, _) = parse_retrieve_result(&resp);
+        assert_eq!(objects[0].missing[0].0, "name");
+        assert_eq!(objects[0].missing[0].1.fault, NOT_AUTHENTICATED);
+    }
+
+    #[test]
+    fn token_is_read() {
+        let resp = response(
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>1</token><objects><obj type="Datastore">ds-1</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">ds</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#,
+        );
+        let (objects, token) = parse_retrieve_result(&resp);
+        assert_eq!(token.as_deref(), Some("1"));
+        assert_eq!(objects[0].prop_text("name"), Some("ds"));
+    }
+
+    #[test]
+    fn filter_spec_shape() {
+        let view = MoRef::new("ContainerView", "session[a]b");
+        let spec = FilterSpec::new()
+            .props("Datastore", &["name"])
+            .object(&view, true, |w| {
+                traversal(w, "t", "ContainerView", "view", &["u"])
+            });
+        assert_eq!(
+            spec,
+            "<specSet><propSet><type>Datastore</type><pathSet>name</pathSet></propSet>\
+             <objectSet><obj type=\"ContainerView\">session[a]b</obj><skip>true</skip>\
+             <selectSet xsi:type=\"TraversalSpec\"><name>t</name><type>ContainerView</type>\
+             <path>view</path><skip>false</skip><selectSet><name>u</name></selectSet></selectSet>\
+             </objectSet></specSet>"
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Reading an inventory directory: every `*.yaml`/`*.yml` file, every document in it, each
+//! turned into a typed resource or into diagnostics that say exactly where and what is wrong.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_path_to_error::Segment;
+
+use super::positions::{FieldPositions, index_documents};
+use super::types::{API_VERSION, Document, HostSpec, VirtualMachineSpec};
+use crate::diagnostic::{Diagnostic, SourceLocation};
+
+/// The kinds this release understands.
+pub const KINDS: [&str; 2] = ["Host", "VirtualMachine"];
+
+/// One resource as written, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource<S> {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub spec: S,
+    pub file: PathBuf,
+    pub positions: FieldPositions,
+}
+
+impl<S> Resource<S> {
+    /// Where a field (e.g. `spec.memory`) of this resource is written.
+    pub fn locate(&self, field: &str) -> SourceLocation {
+        let (line, column) = self.positions.value(field);
+        SourceLocation::new(&self.file, line, column)
+    }
+}
+
+/// Every document of an inventory, parsed but not yet cross-checked.
+#[derive(Debug, Clone, Default)]
+pub struct Documents {
+    pub hosts: Vec<Resource<HostSpec>>,
+    pub vms: Vec<Resource<VirtualMachineSpec>>,
+    /// The manifest files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Lists the manifest files under `path` (a directory, searched recursively, or one file).
+pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(
+            Diagnostic::error(format!("{}: no such file or directory", path.display()))
+                .hint("give the inventory directory, e.g. `ceso validate examples/inventory`"),
+        );
+    }
+    let mut files = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            Diagnostic::error(format!("cannot read directory {}: {e}", dir.display()))
+        })?;
+        for entry in entries.flatten() {
+            let entry_path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if entry_path.is_dir() {
+                pending.push(entry_path);
+            } else if matches!(
+                entry_path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                files.push(entry_path);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Diagnostic::error(format!(
+            "{}: no manifest files (*.yaml, *.yml) found",
+            path.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Parses every document of every manifest file under `path`, collecting all problems.
+pub fn read_documents(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Documents {
+    let mut documents = Documents::default();
+    let files = match manifest_files(path) {
+        Ok(files) => files,
+        Err(diagnostic) => {
+            diagnostics.push(diagnostic);
+            return documents;
+        }
+    };
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => read_file(&file, &text, &mut documents, diagnostics),
+            Err(e) => diagnostics.push(
+                Diagnostic::error(format!("cannot read {}: {e}", file.display()))
+                    .at(Some(SourceLocation::new(&file, 1, 1))),
+            ),
+        }
+        documents.files.push(file);
+    }
+    documents
+}
+
+/// Parses the documents of one file's text.
+pub fn read_file(file: &Path, text: &str, out: &mut Documents, diagnostics: &mut Vec<Diagnostic>) {
+    let positions = match index_documents(text) {
+        Ok(positions) => positions,
+        Err((error, (line, column))) => {
+            diagnostics.push(
+                Diagnostic::error(format!("invalid YAML: {}", error.info()))
+                    .at(Some(SourceLocation::new(file, line, column)))
+                    .hint("check indentation and quoting around this position"),
+            );
+            return;
+        }
+    };
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = match serde::Deserialize::deserialize(document) {
+            Ok(value) => value,
+            Err(error) => {
+                let error: serde_yaml::Error = error;
+                let location = error
+                    .location()
+                    .map(|l| SourceLocation::new(file, l.line(), l.column()));
+                diagnostics.push(Diagnostic::error(format!("invalid YAML: {error}")).at(location));
+                return;
+            }
+        };
+        let positions = positions.get(index).cloned().unwrap_or_default();
+        read_document(file, value, positions, out, diagnostics);
+    }
+}
+
+fn read_document(
+    file: &Path,
+    value: serde_yaml::Value,
+    positions: FieldPositions,
+    out: &mut Documents,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let at = |field: &str| {
+        let (line, column) = positions.value(field);
+        Some(SourceLocation::new(file, line, column))
+    };
+    if value.is_null() {
+        return; // an empty document, e.g. a trailing `---`
+    }
+    let Some(mapping) = value.as_mapping() else {
+        diagnostics.push(
+            Diagnostic::error("a manifest document must be a mapping")
+                .at(at(""))
+                .hint("start each document with `apiVersion: ceso/v1` and `kind: ...`"),
+        );
+        return;
+    };
+    let text_field = |name: &str| {
+        mapping
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let name = mapping
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_owned);
+    let kind = text_field("kind");
+    let address = format!(
+        "{}/{}",
+        kind.as_deref().unwrap_or("?"),
+        name.as_deref().unwrap_or("?")
+    );
+    match text_field("apiVersion").as_deref() {
+        Some(API_VERSION) => {}
+        Some(other) => {
+            diagnostics.push(
+                Diagnostic::error(format!("unsupported apiVersion {other:?}"))
+                    .at(at("apiVersion"))
+                    .resource(&address)
+                    .field("apiVersion")
+                    .hint(format!(
+                        "this release understands `apiVersion: {API_VERSION}`"
+                    )),
+            );
+            return;
+        }
+        None => {
+            diagnostics.push(
+                Diagnostic::error("missing apiVersion")
+                    .at(at(""))
+                    .resource(&address)
+                    .field("apiVersion")
+                    .hint(format!("add `apiVersion: {API_VERSION}`")),
+            );
+            return;
+        }
+    }
+    let ctx = DocumentContext {
+        file,
+        positions: &positions,
+        address: &address,
+    };
+    match kind.as_deref() {
+        Some("Host") => {
+            if let Some(resource) = ctx.typed::<HostSpec>(value, diagnostics) {
+                out.hosts.push(resource);
+            }
+        }
+        Some("VirtualMachine") => {
+            if let Some(resource) = ctx.typed::<VirtualMachineSpec>(value, diagnostics) {
+                out.vms.push(resource);
+            }
+        }
+        Some(other) => diagnostics.push(
+            Diagnostic::error(format!("unknown kind {other:?}"))
+                .at(at("kind"))
+                .resource(&address)
+                .field("kind")
+                .hint(format!("kinds are: {}", KINDS.join(", "))),
+        ),
+        None => diagnostics.push(
+            Diagnostic::error("missing kind")
+                .at(at(""))
+                .resource(&address)
+                .field("kind")
+                .hint(format!("add `kind:` with one of: {}", KINDS.join(", "))),
+        ),
+    }
+}
+
+struct DocumentContext<'a> {
+    file: &'a Path,
+    positions: &'a FieldPositions,
+    address: &'a str,
+}
+
+impl DocumentContext<'_> {
+    fn typed<S: DeserializeOwned>(
+        &self,
+        value: serde_yaml::Value,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Resource<S>> {
+        match serde_path_to_error::deserialize::<_, Document<S>>(value) {
+            Ok(document) => Some(Resource {
+                name: document.metadata.name,
+                labels: document.metadata.labels,
+                spec: document.spec,
+                file: self.file.to_path_buf(),
+                positions: self.positions.clone(),
+            }),
+            Err(error) => {
+                let path = field_path(error.path());
+                let message = error.inner().to_string();
+                let unknown = message.starts_with("unknown field");
+                let (line, column) = if unknown {
+                    self.positions.key(&path)
+                } else {
+                    self.positions.value(&path)
+                };
+                let mut diagnostic = Diagnostic::error(clean_message(&message))
+                    .at(Some(SourceLocation::new(self.file, line, column)))
+                    .resource(self.address)
+                    .field(path.clone());
+                if let Some(hint) = hint_for(&path, &message) {
+                    diagnostic = diagnostic.hint(hint);
+                }
+                diagnostics.push(diagnostic);
+                None
+            }
+        }
+    }
+}
+
+/// Renders a serde path as `spec.disks[0].size`.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    out
+}
+
+/// serde_yaml appends its own position to some messages; ours is more precise.
+fn clean_message(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn hint_for(path: &str, message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        return message
+            .find("expected")
+            .map(|cut| {
+                format!(
+                    "fields allowed here: {}",
+                    &message[cut + "expected ".len()..]
+                )
+            })
+            .or_else(|| Some("remove this field".to_owned()));
+    }
+    if message.starts_with("missing field") {
+        return Some("add the field; see docs/manifests.md for every field".to_owned());
+    }
+    if path.ends_with("password") {
+        return Some(
+            "write `password: { env: ESXI_PASSWORD }` or `password: { file: path }`; literal passwords are not accepted"
+                .to_owned(),
+        );
+    }
+    if path.ends_with("power") {
+        return Some("write `power: on` or `power: off`".to_owned());
+    }
+    None
+}

@@ -1,0 +1,16 @@
+//! Manifests: the YAML an operator writes, loaded with source positions and validated.
+
+mod load;
+mod positions;
+mod size;
+mod types;
+mod validate;
+
+pub use load::{Documents, KINDS, Resource, manifest_files, read_documents, read_file};
+pub use positions::FieldPositions;
+pub use size::{Size, SizeError};
+pub use types::{
+    API_VERSION, DiskSpec, Document, EnvSecret, FileSecret, HostSpec, Metadata, NetworkSpec, Power,
+    SecretRef, VirtualMachineSpec,
+};
+pub use validate::{Inventory, check_thumbprint, load_inventory, load_valid_inventory};

@@ -1,0 +1,720 @@
+//! The planner: `(desired, observed) -> Plan`. Pure, synchronous and deterministic: no I/O,
+//! no clock, no randomness (the plan id and time come in through [`PlanMeta`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::model::{
+    Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
+    Summary, UnmanagedVm,
+};
+use crate::desired::{DesiredState, DesiredVm, VmSettings};
+use crate::diagnostic::Diagnostic;
+use crate::host::{
+    APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, PROTECT_KEY,
+    PowerState, VmCreateSpec, VmReconfigSpec,
+};
+use crate::manifest::{Power, Size};
+
+/// What every host looks like now, by host name.
+pub type ObservedState = BTreeMap<String, ObservedHost>;
+
+/// Choices the operator makes on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Delete managed VMs that are missing from the manifests (`--prune`).
+    pub prune: bool,
+}
+
+/// Identity of the plan being made, supplied by the caller so the planner stays pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanMeta {
+    pub plan_id: String,
+    pub created_at: String,
+    pub ceso_version: String,
+    pub inventory: Option<PathBuf>,
+}
+
+/// Computes the plan that takes `observed` to `desired`.
+pub fn diff(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    options: &PlanOptions,
+    meta: PlanMeta,
+) -> Plan {
+    let mut planner = Planner::default();
+    for (host_name, host) in &desired.hosts {
+        let Some(observed_host) = observed.get(host_name) else {
+            planner.diagnostics.push(
+                Diagnostic::error(format!("host {host_name} was not observed"))
+                    .resource(format!("Host/{host_name}")),
+            );
+            continue;
+        };
+        let vms: Vec<&DesiredVm> = desired
+            .vms
+            .values()
+            .filter(|vm| &vm.host == host_name)
+            .collect();
+        let prune = options.prune || host.prune;
+        planner.plan_host(host_name, &vms, observed_host, prune);
+    }
+    let Planner {
+        changes,
+        steps,
+        unmanaged,
+        mut diagnostics,
+        observed: fingerprints,
+    } = planner;
+    diagnostics.sort_by(|a, b| a.resource.cmp(&b.resource));
+    let mut summary = Summary::default();
+    for change in &changes {
+        match change.action {
+            Action::NoOp => {}
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::Delete => summary.delete += 1,
+        }
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        plan_id: meta.plan_id,
+        created_at: meta.created_at,
+        ceso_version: meta.ceso_version,
+        inventory: meta.inventory,
+        hosts: desired
+            .hosts
+            .iter()
+            .map(|(name, host)| (name.clone(), host.connection.clone()))
+            .collect(),
+        summary,
+        changes,
+        steps,
+        unmanaged,
+        diagnostics,
+        observed: fingerprints,
+    }
+}
+
+/// A short, stable hash of what the host reports about a VM.
+pub fn fingerprint(vm: &ObservedVm) -> String {
+    let json = serde_json::to_vec(vm).expect("observed VMs serialize");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &json);
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}:{hex}", vm.moref)
+}
+
+/// Fingerprints of the VMs a plan of this host depends on: every VM ceso manages, and every VM
+/// whose name is one of `names` (the VMs the plan declares). Keyed by VM name.
+pub fn host_fingerprints(host: &ObservedHost, names: &BTreeSet<&str>) -> BTreeMap<String, String> {
+    let mut fingerprints = BTreeMap::new();
+    for vm in &host.vms {
+        if vm.managed_name().is_some() || names.contains(vm.name.as_str()) {
+            let key = if fingerprints.contains_key(&vm.name) {
+                format!("{} ({})", vm.name, vm.moref)
+            } else {
+                vm.name.clone()
+            };
+            fingerprints.insert(key, fingerprint(vm));
+        }
+    }
+    fingerprints
+}
+
+/// The datastore named in a `[datastore] dir/file.vmx` path.
+pub fn datastore_of(vmx_path: &str) -> Option<&str> {
+    let rest = vmx_path.strip_prefix('[')?;
+    rest.find(']').map(|end| &rest[..end])
+}
+
+#[derive(Default)]
+struct Planner {
+    changes: Vec<ResourceChange>,
+    steps: Vec<Step>,
+    unmanaged: Vec<UnmanagedVm>,
+    diagnostics: Vec<Diagnostic>,
+    observed: ObservedFingerprints,
+}
+
+fn address(name: &str) -> String {
+    format!("VirtualMachine/{name}")
+}
+
+fn power_word(power: Option<PowerState>) -> String {
+    match power {
+        Some(PowerState::PoweredOn) => "on",
+        Some(PowerState::PoweredOff) | None => "off",
+        Some(PowerState::Suspended) => "suspended",
+    }
+    .to_owned()
+}
+
+fn size(bytes: u64) -> String {
+    Size::format_bytes(bytes)
+}
+
+impl Planner {
+    fn plan_host(&mut self, host: &str, vms: &[&DesiredVm], observed: &ObservedHost, prune: bool) {
+        let desired_names: BTreeSet<&str> = vms.iter().map(|vm| vm.name.as_str()).collect();
+        let mut managed: BTreeMap<&str, Vec<&ObservedVm>> = BTreeMap::new();
+        self.observed
+            .insert(host.to_owned(), host_fingerprints(observed, &desired_names));
+        for vm in &observed.vms {
+            match vm.managed_name() {
+                Some(name) => managed.entry(name).or_default().push(vm),
+                None => self.unmanaged.push(UnmanagedVm {
+                    host: host.to_owned(),
+                    name: vm.name.clone(),
+                    moref: vm.moref.clone(),
+                }),
+            }
+        }
+        for vm in vms {
+            self.check_host_objects(vm, observed);
+            let claimed = managed
+                .get(vm.name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match claimed {
+                [] => {
+                    if let Some(other) = observed.vms.iter().find(|o| o.name == vm.name) {
+                        self.diagnostics.push(
+                            Diagnostic::error(format!(
+                                "a VM named {:?} already exists on host {host} ({}) and was not created by ceso",
+                                vm.name, other.moref
+                            ))
+                            .resource(address(&vm.name))
+                            .field("metadata.name")
+                            .hint("ceso never takes over VMs it did not create: choose another name, or rename or remove the existing VM"),
+                        );
+                    } else {
+                        self.create(vm);
+                    }
+                }
+                [existing] => self.update(vm, existing),
+                several => self.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "{} VMs on host {host} carry the ceso marker for {:?}: {}",
+                        several.len(),
+                        vm.name,
+                        several.iter().map(|o| o.moref.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                    .resource(address(&vm.name))
+                    .hint("remove the duplicate VM on the host (it was probably copied by hand), then plan again"),
+                ),
+            }
+        }
+        for (name, claimed) in &managed {
+            if desired_names.contains(name) {
+                continue;
+            }
+            for vm in claimed {
+                self.orphan(host, name, vm, prune);
+            }
+        }
+    }
+
+    fn check_host_objects(&mut self, vm: &DesiredVm, observed: &ObservedHost) {
+        let datastore = &vm.config.datastore;
+        if !observed.datastores.contains(datastore) {
+            self.diagnostics.push(
+                Diagnostic::error(format!(
+                    "datastore {datastore:?} does not exist on host {}",
+                    vm.host
+                ))
+                .resource(address(&vm.name))
+                .field("spec.datastore")
+                .hint(format!(
+                    "datastores on the host: {}",
+                    observed.datastores.join(", ")
+                )),
+            );
+        }
+        for (index, network) in vm.config.networks.iter().enumerate() {
+            if !observed.networks.contains(network) {
+                self.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "port group {network:?} does not exist on host {}",
+                        vm.host
+                    ))
+                    .resource(address(&vm.name))
+                    .field(format!("spec.networks[{index}].portGroup"))
+                    .hint(format!(
+                        "networks on the host: {}",
+                        observed.networks.join(", ")
+                    )),
+                );
+            }
+        }
+    }
+
+    fn push_step(
+        &mut self,
+        vm: &str,
+        host: &str,
+        description: String,
+        op: HostOp,
+        after: Option<usize>,
+    ) -> usize {
+        let id = self.steps.len();
+        self.steps.push(Step {
+            id,
+            resource: address(vm),
+            host: host.to_owned(),
+            description,
+            depends_on: after.into_iter().collect(),
+            op,
+        });
+        id
+    }
+
+    fn create_steps(&mut self, vm: &DesiredVm, after: Option<usize>) {
+        let spec = VmCreateSpec {
+            name: vm.name.clone(),
+            cpu: vm.config.cpu,
+            memory_mib: vm.config.memory_mib,
+            guest_id: vm.config.guest_id.clone(),
+            datastore: vm.config.datastore.clone(),
+            disks: vm.config.disks.clone(),
+            nics: vm.config.networks.clone(),
+            extra_config: marker_config(vm),
+        };
+        let created = self.push_step(
+            &vm.name,
+            &vm.host,
+            format!("create VM {}", vm.name),
+            HostOp::CreateVm { spec },
+            after,
+        );
+        if vm.config.power == Power::On {
+            self.push_step(
+                &vm.name,
+                &vm.host,
+                format!("power on {}", vm.name),
+                HostOp::PowerOn {
+                    moref: None,
+                    vm: vm.name.clone(),
+                },
+                Some(created),
+            );
+        }
+    }
+
+    fn create(&mut self, vm: &DesiredVm) {
+        let c = &vm.config;
+        let mut fields = vec![
+            added("cpu", c.cpu.to_string()),
+            added("memory", size(c.memory_mib << 20)),
+            added("guestId", c.guest_id.clone()),
+            added("datastore", c.datastore.clone()),
+        ];
+        for (i, disk) in c.disks.iter().enumerate() {
+            fields.push(added(&format!("disks[{i}].size"), size(*disk)));
+        }
+        for (i, network) in c.networks.iter().enumerate() {
+            fields.push(added(&format!("networks[{i}].portGroup"), network.clone()));
+        }
+        fields.push(added("power", c.power.to_string()));
+        if c.protect {
+            fields.push(added("protect", "true".to_owned()));
+        }
+        self.changes.push(ResourceChange {
+            address: address(&vm.name),
+            host: vm.host.clone(),
+            name: vm.name.clone(),
+            action: Action::Create,
+            fields,
+            power_cycle: false,
+            notes: vec![],
+        });
+        self.create_steps(vm, None);
+    }
+
+    fn update(&mut self, vm: &DesiredVm, observed: &ObservedVm) {
+        let applied: Option<VmSettings> = observed
+            .extra_config
+            .get(APPLIED_KEY)
+            .and_then(|json| serde_json::from_str(json).ok());
+        let comparison = compare(&vm.config, observed, applied.as_ref());
+        let protected = vm.config.protect || observed.is_protected();
+        let mut change = ResourceChange {
+            address: address(&vm.name),
+            host: vm.host.clone(),
+            name: vm.name.clone(),
+            action: Action::NoOp,
+            fields: comparison.fields.clone(),
+            power_cycle: false,
+            notes: vec![],
+        };
+        if comparison.fields.iter().any(|f| f.forces_replacement) {
+            change.action = Action::Replace;
+            if protected {
+                self.diagnostics.push(
+                    Diagnostic::error(format!("VM {} is protected and cannot be replaced", vm.name))
+                        .resource(address(&vm.name))
+                        .field("spec.protect")
+                        .hint("revert the change that forces replacement (see the plan), or set `protect: false` first if losing the VM is intended"),
+                );
+            } else {
+                change.power_cycle = observed.power == Some(PowerState::PoweredOn);
+                let mut last = None;
+                if change.power_cycle {
+                    last = Some(self.push_step(
+                        &vm.name,
+                        &vm.host,
+                        format!("power off {}", vm.name),
+                        HostOp::PowerOff {
+                            moref: Some(observed.moref.clone()),
+                            vm: vm.name.clone(),
+                        },
+                        None,
+                    ));
+                }
+                let destroyed = self.push_step(
+                    &vm.name,
+                    &vm.host,
+                    format!("destroy VM {} ({})", vm.name, observed.moref),
+                    HostOp::DestroyVm {
+                        moref: Some(observed.moref.clone()),
+                        vm: vm.name.clone(),
+                    },
+                    last,
+                );
+                self.create_steps(vm, Some(destroyed));
+            }
+            self.changes.push(change);
+            return;
+        }
+        let needs_settings = applied.as_ref() != Some(&vm.config);
+        let mut reconfig = comparison.reconfig;
+        if needs_settings || reconfig != VmReconfigSpec::default() {
+            reconfig.extra_config.extend(marker_config(vm));
+            if !vm.config.protect && observed.is_protected() {
+                reconfig
+                    .extra_config
+                    .insert(PROTECT_KEY.to_owned(), String::new());
+            }
+        }
+        let has_reconfig = reconfig != VmReconfigSpec::default();
+        let observed_on = observed.power == Some(PowerState::PoweredOn);
+        let want_on = vm.config.power == Power::On;
+        change.power_cycle = comparison.needs_power_off && observed_on;
+        if !has_reconfig && change.fields.is_empty() {
+            self.changes.push(change);
+            return;
+        }
+        change.action = Action::Update;
+        if comparison.fields.is_empty() {
+            change
+                .notes
+                .push("records the declared settings on the VM (ceso.applied)".to_owned());
+        }
+        let moref = Some(observed.moref.clone());
+        let mut last = None;
+        let mut on = observed_on;
+        if change.power_cycle {
+            last = Some(self.push_step(
+                &vm.name,
+                &vm.host,
+                format!("power off {}", vm.name),
+                HostOp::PowerOff {
+                    moref: moref.clone(),
+                    vm: vm.name.clone(),
+                },
+                last,
+            ));
+            on = false;
+        }
+        if has_reconfig {
+            last = Some(self.push_step(
+                &vm.name,
+                &vm.host,
+                format!("reconfigure {}", vm.name),
+                HostOp::ReconfigureVm {
+                    moref: moref.clone(),
+                    vm: vm.name.clone(),
+                    spec: reconfig,
+                },
+                last,
+            ));
+        }
+        let suspended = observed.power == Some(PowerState::Suspended) && !change.power_cycle;
+        if want_on && !on {
+            self.push_step(
+                &vm.name,
+                &vm.host,
+                format!("power on {}", vm.name),
+                HostOp::PowerOn {
+                    moref,
+                    vm: vm.name.clone(),
+                },
+                last,
+            );
+        } else if !want_on && (on || suspended) {
+            self.push_step(
+                &vm.name,
+                &vm.host,
+                format!("power off {}", vm.name),
+                HostOp::PowerOff {
+                    moref,
+                    vm: vm.name.clone(),
+                },
+                last,
+            );
+        }
+        self.changes.push(change);
+    }
+
+    fn orphan(&mut self, host: &str, name: &str, vm: &ObservedVm, prune: bool) {
+        let mut change = ResourceChange {
+            address: address(name),
+            host: host.to_owned(),
+            name: name.to_owned(),
+            action: Action::NoOp,
+            fields: vec![],
+            power_cycle: false,
+            notes: vec![],
+        };
+        if !prune {
+            change.notes.push("managed by ceso but no longer in the manifests: deleted only with --prune (or `prune: true` on the host)".to_owned());
+        } else if vm.is_protected() {
+            change.notes.push(
+                "no longer in the manifests, but protected: ceso never deletes it".to_owned(),
+            );
+        } else {
+            change.action = Action::Delete;
+            let moref = Some(vm.moref.clone());
+            let mut last = None;
+            if vm.power != Some(PowerState::PoweredOff) && vm.power.is_some() {
+                last = Some(self.push_step(
+                    name,
+                    host,
+                    format!("power off {name}"),
+                    HostOp::PowerOff {
+                        moref: moref.clone(),
+                        vm: vm.name.clone(),
+                    },
+                    None,
+                ));
+            }
+            self.push_step(
+                name,
+                host,
+                format!("destroy VM {name} ({})", vm.moref),
+                HostOp::DestroyVm {
+                    moref,
+                    vm: vm.name.clone(),
+                },
+                last,
+            );
+        }
+        self.changes.push(change);
+    }
+}
+
+/// The extraConfig that marks a VM as ceso's and records what was applied.
+fn marker_config(vm: &DesiredVm) -> BTreeMap<String, String> {
+    let mut config = BTreeMap::new();
+    config.insert(MANAGED_KEY.to_owned(), vm.name.clone());
+    config.insert(
+        APPLIED_KEY.to_owned(),
+        serde_json::to_string(&vm.config).expect("settings serialize"),
+    );
+    if vm.config.protect {
+        config.insert(PROTECT_KEY.to_owned(), "true".to_owned());
+    }
+    config
+}
+
+fn added(field: &str, after: String) -> FieldChange {
+    FieldChange {
+        field: field.to_owned(),
+        before: None,
+        after: Some(after),
+        drift: false,
+        requires_power_off: false,
+        forces_replacement: false,
+    }
+}
+
+#[derive(Default)]
+struct Comparison {
+    fields: Vec<FieldChange>,
+    reconfig: VmReconfigSpec,
+    needs_power_off: bool,
+}
+
+impl Comparison {
+    fn field(
+        &mut self,
+        field: String,
+        before: Option<String>,
+        after: Option<String>,
+        drift: bool,
+    ) -> &mut FieldChange {
+        self.fields.push(FieldChange {
+            field,
+            before,
+            after,
+            drift,
+            requires_power_off: false,
+            forces_replacement: false,
+        });
+        self.fields.last_mut().expect("just pushed")
+    }
+}
+
+/// Compares one VM; a field is drift when the host differs from what ceso last applied while
+/// the manifest still says the same.
+fn compare(
+    desired: &VmSettings,
+    observed: &ObservedVm,
+    applied: Option<&VmSettings>,
+) -> Comparison {
+    let mut out = Comparison::default();
+    let unchanged_since_apply =
+        |pick: &dyn Fn(&VmSettings) -> String| applied.is_some_and(|a| pick(a) == pick(desired));
+    if observed.cpu != desired.cpu {
+        let drift = unchanged_since_apply(&|s| s.cpu.to_string());
+        out.field(
+            "cpu".into(),
+            Some(observed.cpu.to_string()),
+            Some(desired.cpu.to_string()),
+            drift,
+        )
+        .requires_power_off = true;
+        out.reconfig.cpu = Some(desired.cpu);
+        out.needs_power_off = true;
+    }
+    if observed.memory_mib != desired.memory_mib {
+        let drift = unchanged_since_apply(&|s| s.memory_mib.to_string());
+        out.field(
+            "memory".into(),
+            Some(size(observed.memory_mib << 20)),
+            Some(size(desired.memory_mib << 20)),
+            drift,
+        )
+        .requires_power_off = true;
+        out.reconfig.memory_mib = Some(desired.memory_mib);
+        out.needs_power_off = true;
+    }
+    if observed.guest_id != desired.guest_id {
+        let drift = unchanged_since_apply(&|s| s.guest_id.clone());
+        out.field(
+            "guestId".into(),
+            Some(observed.guest_id.clone()),
+            Some(desired.guest_id.clone()),
+            drift,
+        )
+        .requires_power_off = true;
+        out.reconfig.guest_id = Some(desired.guest_id.clone());
+        out.needs_power_off = true;
+    }
+    let observed_datastore = datastore_of(&observed.vmx_path).unwrap_or_default();
+    if observed_datastore != desired.datastore {
+        let drift = unchanged_since_apply(&|s| s.datastore.clone());
+        out.field(
+            "datastore".into(),
+            Some(observed_datastore.to_owned()),
+            Some(desired.datastore.clone()),
+            drift,
+        )
+        .forces_replacement = true;
+    }
+    for index in 0..observed.disks.len().max(desired.disks.len()) {
+        let field = format!("disks[{index}].size");
+        let drift = unchanged_since_apply(&|s| format!("{:?}", s.disks.get(index)));
+        match (observed.disks.get(index), desired.disks.get(index)) {
+            (Some(disk), Some(&want)) if disk.capacity_bytes < want => {
+                out.field(
+                    field,
+                    Some(size(disk.capacity_bytes)),
+                    Some(size(want)),
+                    drift,
+                );
+                out.reconfig.disks.push(DiskChange::Grow {
+                    key: disk.key,
+                    size_bytes: want,
+                });
+            }
+            (Some(disk), Some(&want)) if disk.capacity_bytes > want => {
+                out.field(
+                    field,
+                    Some(size(disk.capacity_bytes)),
+                    Some(size(want)),
+                    drift,
+                )
+                .forces_replacement = true;
+            }
+            (Some(_), Some(_)) => {}
+            (None, Some(&want)) => {
+                out.field(field, None, Some(size(want)), drift);
+                out.reconfig
+                    .disks
+                    .push(DiskChange::Add { size_bytes: want });
+            }
+            (Some(disk), None) => {
+                out.field(field, Some(size(disk.capacity_bytes)), None, drift)
+                    .requires_power_off = true;
+                out.reconfig
+                    .disks
+                    .push(DiskChange::Remove { key: disk.key });
+                out.needs_power_off = true;
+            }
+            (None, None) => {}
+        }
+    }
+    for index in 0..observed.nics.len().max(desired.networks.len()) {
+        let field = format!("networks[{index}].portGroup");
+        let drift = unchanged_since_apply(&|s| format!("{:?}", s.networks.get(index)));
+        match (observed.nics.get(index), desired.networks.get(index)) {
+            (Some(nic), Some(want)) if &nic.port_group != want => {
+                out.field(
+                    field,
+                    Some(nic.port_group.clone()),
+                    Some(want.clone()),
+                    drift,
+                );
+                out.reconfig.nics.push(NicChange::SetPortGroup {
+                    key: nic.key,
+                    port_group: want.clone(),
+                });
+            }
+            (Some(_), Some(_)) | (None, None) => {}
+            (None, Some(want)) => {
+                out.field(field, None, Some(want.clone()), drift);
+                out.reconfig.nics.push(NicChange::Add {
+                    port_group: want.clone(),
+                });
+            }
+            (Some(nic), None) => {
+                out.field(field, Some(nic.port_group.clone()), None, drift);
+                out.reconfig.nics.push(NicChange::Remove { key: nic.key });
+            }
+        }
+    }
+    let observed_power = power_word(observed.power);
+    if observed_power != desired.power.to_string() {
+        let drift = unchanged_since_apply(&|s| s.power.to_string());
+        out.field(
+            "power".into(),
+            Some(observed_power),
+            Some(desired.power.to_string()),
+            drift,
+        );
+    }
+    if observed.is_protected() != desired.protect {
+        let drift = unchanged_since_apply(&|s| s.protect.to_string());
+        out.field(
+            "protect".into(),
+            Some(observed.is_protected().to_string()),
+            Some(desired.protect.to_string()),
+            drift,
+        );
+    }
+    out
+}

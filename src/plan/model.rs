@@ -1,0 +1,168 @@
+//! The plan: what will change, in which steps, and what the host looked like when it was made.
+//! Knows nothing about text or colour (see [`super::render`]). Serialized as-is it is the
+//! documented, versioned JSON plan (`docs/plan-format.md`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::desired::HostConnection;
+use crate::diagnostic::Diagnostic;
+use crate::host::HostOp;
+
+/// Version of the JSON plan format. Bumped on any incompatible change.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// What happens to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    /// The Terraform-style marker shown before the resource.
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+
+    /// The verb used in the human rendering.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::NoOp => "unchanged",
+            Action::Create => "created",
+            Action::Update => "updated in place",
+            Action::Replace => "replaced",
+            Action::Delete => "deleted",
+        }
+    }
+}
+
+/// One field whose value changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Manifest field, e.g. `cpu`, `memory`, `disks[1].size`.
+    pub field: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The host differs from what ceso last applied: someone changed it outside ceso.
+    #[serde(default)]
+    pub drift: bool,
+    /// The change needs the VM powered off.
+    #[serde(default)]
+    pub requires_power_off: bool,
+    /// The change cannot be made in place: the VM is replaced.
+    #[serde(default)]
+    pub forces_replacement: bool,
+}
+
+/// The planned change of one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    /// `VirtualMachine/<name>`.
+    pub address: String,
+    pub host: String,
+    pub name: String,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    /// The VM will be powered off (and back on, if declared on) for this change.
+    #[serde(default)]
+    pub power_cycle: bool,
+    /// Notes for the reviewer, e.g. why a managed VM is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One operation on a host, with what must have succeeded before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Position in [`Plan::steps`].
+    pub id: usize,
+    /// Address of the resource the step belongs to.
+    pub resource: String,
+    pub host: String,
+    /// One line for people, e.g. `power off web-01`.
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<usize>,
+    pub op: HostOp,
+}
+
+/// A VM on a host that ceso did not create and never touches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnmanagedVm {
+    pub host: String,
+    pub name: String,
+    pub moref: String,
+}
+
+/// Fingerprints of the VMs a plan depends on, per host then VM name: a saved plan is refused
+/// when any of them changed.
+pub type ObservedFingerprints = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Counts per action, for the summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+}
+
+impl Summary {
+    /// Whether the plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace + self.delete > 0
+    }
+}
+
+/// A reviewable plan. What is reviewed is exactly what runs: every decision is made here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub plan_id: String,
+    /// RFC 3339 time the plan was made.
+    pub created_at: String,
+    pub ceso_version: String,
+    /// The inventory the plan was made from, as given on the command line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<PathBuf>,
+    /// How to reach each host the plan touches (password references only).
+    pub hosts: BTreeMap<String, HostConnection>,
+    pub summary: Summary,
+    pub changes: Vec<ResourceChange>,
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<UnmanagedVm>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+    pub observed: ObservedFingerprints,
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.summary.has_changes()
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.verb())
+    }
+}

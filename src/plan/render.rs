@@ -1,0 +1,180 @@
+//! Renderings of a [`Plan`]: Terraform-style text for people and the versioned JSON document.
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use super::model::{Action, Plan, ResourceChange};
+
+/// Whether the human rendering uses colour (only on a terminal, and not with `NO_COLOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    Always,
+    Never,
+}
+
+impl Colour {
+    /// Colour when standard output is a terminal and `NO_COLOR` is unset.
+    pub fn for_stdout() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            Colour::Always
+        } else {
+            Colour::Never
+        }
+    }
+
+    fn paint(self, style: Style, text: &str) -> String {
+        match self {
+            Colour::Always => format!("{style}{text}{style:#}"),
+            Colour::Never => text.to_owned(),
+        }
+    }
+}
+
+fn style_of(action: Action) -> Style {
+    let colour = match action {
+        Action::Create => AnsiColor::Green,
+        Action::Update => AnsiColor::Yellow,
+        Action::Replace => AnsiColor::Magenta,
+        Action::Delete => AnsiColor::Red,
+        Action::NoOp => AnsiColor::White,
+    };
+    Style::new().fg_color(Some(colour.into()))
+}
+
+/// Renders the plan for a person.
+pub fn human(plan: &Plan, colour: Colour) -> String {
+    let mut out = String::new();
+    let bold = Style::new().bold();
+    let acting: Vec<&ResourceChange> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
+    if acting.is_empty() {
+        out.push_str("No changes. The hosts match the manifests.\n");
+    } else {
+        out.push_str("ceso will perform the following actions:\n");
+        for change in acting {
+            out.push('\n');
+            render_change(&mut out, change, colour);
+        }
+    }
+    let kept: Vec<&ResourceChange> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::NoOp && !c.notes.is_empty())
+        .collect();
+    if !kept.is_empty() {
+        let _ = writeln!(out, "\n{}", colour.paint(bold, "Kept on the host:"));
+        for change in kept {
+            for note in &change.notes {
+                let _ = writeln!(out, "  {} (host {}): {note}", change.address, change.host);
+            }
+        }
+    }
+    if !plan.unmanaged.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            colour.paint(bold, "Unmanaged VMs (not created by ceso, never changed):")
+        );
+        for vm in &plan.unmanaged {
+            let _ = writeln!(out, "  {} ({}) on host {}", vm.name, vm.moref, vm.host);
+        }
+    }
+    if !plan.diagnostics.is_empty() {
+        out.push('\n');
+        for diagnostic in &plan.diagnostics {
+            let _ = writeln!(out, "{diagnostic}");
+        }
+    }
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "\n{} {} to create, {} to update, {} to replace, {} to delete.",
+        colour.paint(bold, "Plan:"),
+        s.create,
+        s.update,
+        s.replace,
+        s.delete
+    );
+    out
+}
+
+fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {
+    let style = style_of(change.action);
+    let mut headline = format!(
+        "  # {} will be {} (host {})",
+        change.address,
+        change.action.verb(),
+        change.host
+    );
+    if change.fields.iter().any(|f| f.drift) {
+        headline.push_str(": it was changed outside ceso");
+    }
+    let _ = writeln!(out, "{}", colour.paint(Style::new().bold(), &headline));
+    if change.power_cycle {
+        let _ = writeln!(
+            out,
+            "  # the VM is powered off for this change (and powered on again if declared on)"
+        );
+    }
+    for note in &change.notes {
+        let _ = writeln!(out, "  # {note}");
+    }
+    let _ = writeln!(
+        out,
+        "{} {}",
+        colour.paint(style, &format!("{:>3}", change.action.glyph())),
+        change.address
+    );
+    let width = change
+        .fields
+        .iter()
+        .map(|f| f.field.len())
+        .max()
+        .unwrap_or(0);
+    for field in &change.fields {
+        let (glyph, value) = match (&field.before, &field.after) {
+            (None, Some(after)) => ("+", after.clone()),
+            (Some(before), None) => ("-", before.clone()),
+            (Some(before), Some(after)) => ("~", format!("{before} → {after}")),
+            (None, None) => continue,
+        };
+        let glyph_style = match glyph {
+            "+" => style_of(Action::Create),
+            "-" => style_of(Action::Delete),
+            _ => style_of(Action::Update),
+        };
+        let mut remarks = Vec::new();
+        if field.forces_replacement {
+            remarks.push("forces replacement");
+        }
+        if field.requires_power_off {
+            remarks.push("requires power off");
+        }
+        if field.drift {
+            remarks.push("changed outside ceso");
+        }
+        let remarks = if remarks.is_empty() {
+            String::new()
+        } else {
+            format!("   # {}", remarks.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "      {} {:width$} = {value}{remarks}",
+            colour.paint(glyph_style, glyph),
+            field.field,
+        );
+    }
+}
+
+/// Renders the plan as the versioned JSON document (`docs/plan-format.md`).
+pub fn json(plan: &Plan) -> String {
+    let mut text = serde_json::to_string_pretty(plan).expect("plans serialize");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,118 @@
+//! The embedded state file (redb): the audit log of every apply and the apply lock. The host is
+//! the source of truth for what exists; this file holds history and coordination only.
+//!
+//! Every ceso process opens the file in redb's multi-writer mode, so `ceso audit list` works while
+//! an apply runs, and a second apply can read who holds the lock.
+
+mod audit;
+mod lock;
+
+use std::path::{Path, PathBuf};
+
+use redb::{ConcurrencyMode, Database, TableDefinition};
+
+pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord};
+pub use lock::{LockHolder, process_is_alive};
+
+/// Runs by id: JSON [`RunRecord`].
+const RUNS: TableDefinition<&str, &str> = TableDefinition::new("audit_runs");
+/// Step events by (run id, sequence): JSON [`StepRecord`].
+const STEPS: TableDefinition<(&str, u64), &str> = TableDefinition::new("audit_steps");
+/// Locks by name: JSON [`LockHolder`].
+const LOCKS: TableDefinition<&str, &str> = TableDefinition::new("locks");
+
+/// Default location of the state file, relative to the working directory.
+pub const DEFAULT_STATE_FILE: &str = ".ceso/state.redb";
+
+/// Problems with the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot open state file {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("state file {path}: {message}")]
+    Storage { path: PathBuf, message: String },
+    #[error(
+        "another apply holds the lock on {path}: run {} by {} (pid {} on {}), started {}",
+        holder.run_id, holder.os_user, holder.pid, holder.hostname, holder.started_at
+    )]
+    LockHeld { path: PathBuf, holder: LockHolder },
+    #[error("no run {run_id} in the audit log {path}")]
+    UnknownRun { path: PathBuf, run_id: String },
+}
+
+/// The state file.
+pub struct StateStore {
+    path: PathBuf,
+    db: Database,
+}
+
+impl StateStore {
+    /// Opens (creating when needed) the state file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StateError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(|e| StateError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let store = Self {
+            path: path.to_path_buf(),
+            db,
+        };
+        store.write(|txn| {
+            txn.open_table(RUNS)?;
+            txn.open_table(STEPS)?;
+            txn.open_table(LOCKS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage_error(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Storage {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.storage_error(e))?;
+        let value = f(&txn).map_err(|e| self.storage_error(e))?;
+        txn.commit().map_err(|e| self.storage_error(e))?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StateError> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read().map_err(|e| self.storage_error(e))?;
+        f(&txn).map_err(|e| self.storage_error(e))
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("state records serialize")
+}
+
+fn corrupt(e: serde_json::Error) -> redb::Error {
+    redb::Error::Corrupted(format!("unreadable record: {e}"))
+}

@@ -1,0 +1,728 @@
+//! End to end: the real `ceso` binary against the ESXi simulator (TLS, enforced credentials).
+//! Results are checked by reading the host back over SOAP, never by trusting ceso's output.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Simulator, find_vm, list_vms, soap_query};
+
+const PASSWORD_ENV: &str = "CESO_E2E_PASSWORD";
+
+/// An inventory directory (plus state file) pointed at a simulator.
+struct Inventory {
+    dir: tempfile::TempDir,
+}
+
+impl Inventory {
+    fn new(sim: &Simulator, vms: &str) -> Self {
+        Self::with_host(sim, vms, &format!("thumbprint: \"{}\"", sim.thumbprint))
+    }
+
+    fn with_host(sim: &Simulator, vms: &str, trust: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = format!(
+            "apiVersion: ceso/v1\nkind: Host\nmetadata: {{ name: esxi-01 }}\nspec:\n  address: {}\n  {trust}\n  username: {}\n  password: {{ env: {PASSWORD_ENV} }}\n  datastore: {}\n  network: VM Network\n",
+            sim.url, sim.user, sim.datastore
+        );
+        std::fs::create_dir(dir.path().join("inventory")).unwrap();
+        std::fs::write(dir.path().join("inventory/hosts.yaml"), hosts).unwrap();
+        let inventory = Self { dir };
+        inventory.set_vms(vms);
+        inventory
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("inventory")
+    }
+
+    fn set_vms(&self, vms: &str) {
+        std::fs::write(self.path().join("vms.yaml"), vms).unwrap();
+    }
+
+    fn command(&self, sim: &Simulator, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ceso"));
+        command
+            .args(args)
+            .env(PASSWORD_ENV, &sim.password)
+            .env("CESO_STATE", self.dir.path().join("state.redb"))
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs ceso with `args`, `DIR` replaced by the inventory path.
+    fn ceso(&self, sim: &Simulator, args: &[&str]) -> Run {
+        let path = self.path().display().to_string();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "DIR" { path.as_str() } else { a })
+            .collect();
+        Run(self.command(sim, &args).output().unwrap())
+    }
+}
+
+struct Run(Output);
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+fn vm(name: &str, cpu: u32, memory: &str, power: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: {name} }}\nspec:\n  host: esxi-01\n  cpu: {cpu}\n  memory: {memory}\n  disks: [ {{ size: 1GiB }} ]\n  power: {power}\n  guestId: ubuntu64Guest\n{extra}"
+    )
+}
+
+fn managed_names(sim: &Simulator) -> Vec<String> {
+    list_vms(sim)
+        .into_iter()
+        .filter(|v| {
+            v.extra_config
+                .get("ceso.managed")
+                .is_some_and(|m| !m.is_empty())
+        })
+        .map(|v| v.name)
+        .collect()
+}
+
+#[test]
+fn create_then_a_second_plan_has_no_changes() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(
+        &sim,
+        &(vm("web-01", 2, "4GiB", "on", "") + &vm("db-01", 1, "1GiB", "off", "")),
+    );
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        plan.stdout().contains("+ VirtualMachine/web-01"),
+        "{}",
+        plan.stdout()
+    );
+    assert!(
+        plan.stdout()
+            .contains("Plan: 2 to create, 0 to update, 0 to replace, 0 to delete.")
+    );
+    assert!(find_vm(&sim, "web-01").is_none(), "plan changes nothing");
+
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let web = find_vm(&sim, "web-01").expect("web-01 exists on the host");
+    assert_eq!(
+        (web.num_cpu, web.memory_mb, web.power_state.as_str()),
+        (2, 4096, "poweredOn")
+    );
+    assert_eq!(web.guest_id, "ubuntu64Guest");
+    assert_eq!(web.disk_capacities, vec![1 << 30]);
+    assert_eq!(web.nic_networks, vec!["VM Network"]);
+    assert_eq!(web.extra_config["ceso.managed"], "web-01");
+    let db = find_vm(&sim, "db-01").unwrap();
+    assert_eq!(db.power_state, "poweredOff");
+
+    let again = inv.ceso(&sim, &["plan", "DIR"]);
+    again.expect(0);
+    assert!(again.stdout().contains("No changes."), "{}", again.stdout());
+    // The simulator's own VMs are listed as unmanaged and left alone.
+    assert!(again.stdout().contains("ha-host_VM0"));
+
+    let audit = inv.ceso(&sim, &["audit", "list", "--json"]);
+    audit.expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&audit.stdout()).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["steps_succeeded"], 3);
+    let run_id = runs[0]["run_id"].as_str().unwrap();
+    let show = inv.ceso(&sim, &["audit", "show", run_id, "--json"]);
+    show.expect(0);
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout()).unwrap();
+    let events: Vec<&str> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.iter().filter(|e| **e == "succeeded").count(), 3);
+    assert!(
+        !show.stdout().contains(&sim.password),
+        "no secret in the audit log"
+    );
+    inv.ceso(&sim, &["audit", "show", run_id]).expect(0);
+}
+
+#[test]
+fn cpu_and_memory_changes_power_cycle_the_vm_and_power_follows_the_manifest() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("app-01", 1, "1GiB", "on", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+
+    inv.set_vms(&vm("app-01", 4, "2GiB", "on", ""));
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    let text = plan.stdout();
+    assert!(
+        text.contains("~ cpu    = 1 → 4   # requires power off"),
+        "{text}"
+    );
+    assert!(text.contains("powered off for this change"), "{text}");
+    let applied = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    applied.expect(0);
+    let stdout = applied.stdout();
+    let order: Vec<&str> = stdout.lines().filter(|l| l.ends_with("...")).collect();
+    assert_eq!(
+        order,
+        [
+            "VirtualMachine/app-01: power off app-01...",
+            "VirtualMachine/app-01: reconfigure app-01...",
+            "VirtualMachine/app-01: power on app-01..."
+        ]
+    );
+    let app = find_vm(&sim, "app-01").unwrap();
+    assert_eq!(
+        (app.num_cpu, app.memory_mb, app.power_state.as_str()),
+        (4, 2048, "poweredOn")
+    );
+
+    inv.set_vms(&vm("app-01", 4, "2GiB", "off", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(find_vm(&sim, "app-01").unwrap().power_state, "poweredOff");
+    inv.set_vms(&vm("app-01", 4, "2GiB", "on", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(find_vm(&sim, "app-01").unwrap().power_state, "poweredOn");
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+fn reconfigure_behind_cesos_back(sim: &Simulator, moref: &str, cpu: u32) {
+    let body = format!(
+        r#"<ReconfigVM_Task xmlns="urn:vim25"><_this type="VirtualMachine">{moref}</_this><spec><numCPUs>{cpu}</numCPUs></spec></ReconfigVM_Task>"#
+    );
+    let answer = soap_query(sim, &body);
+    assert!(answer.contains("returnval"), "{answer}");
+}
+
+#[test]
+fn changes_made_outside_ceso_show_as_drift_and_are_corrected() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 2, "1GiB", "off", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let web = find_vm(&sim, "web-01").unwrap();
+    reconfigure_behind_cesos_back(&sim, &web.moref, 3);
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        plan.stdout().contains("it was changed outside ceso"),
+        "{}",
+        plan.stdout()
+    );
+    assert!(
+        plan.stdout()
+            .contains("cpu    = 3 → 2   # requires power off, changed outside ceso"),
+        "{}",
+        plan.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(find_vm(&sim, "web-01").unwrap().num_cpu, 2);
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+#[test]
+fn removed_vms_are_deleted_only_with_prune_and_never_when_protected() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(
+        &sim,
+        &(vm("keep-01", 1, "1GiB", "on", "")
+            + &vm("old-01", 1, "1GiB", "on", "")
+            + &vm("db-01", 1, "1GiB", "on", "  protect: true\n")),
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let unmanaged_before: Vec<_> = list_vms(&sim)
+        .into_iter()
+        .filter(|v| v.name.starts_with("ha-host"))
+        .collect();
+
+    inv.set_vms(&vm("keep-01", 1, "1GiB", "on", ""));
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(0);
+    assert!(
+        plan.stdout().contains("deleted only with --prune"),
+        "{}",
+        plan.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert!(find_vm(&sim, "old-01").is_some(), "no prune, no delete");
+
+    let pruned = inv.ceso(&sim, &["plan", "DIR", "--prune"]);
+    pruned.expect(2);
+    assert!(
+        pruned.stdout().contains("- VirtualMachine/old-01"),
+        "{}",
+        pruned.stdout()
+    );
+    assert!(
+        pruned.stdout().contains("protected: ceso never deletes it"),
+        "{}",
+        pruned.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve", "--prune"])
+        .expect(0);
+    assert!(find_vm(&sim, "old-01").is_none(), "pruned");
+    assert_eq!(
+        find_vm(&sim, "db-01").unwrap().power_state,
+        "poweredOn",
+        "protected VM kept"
+    );
+    assert_eq!(managed_names(&sim), vec!["db-01", "keep-01"]);
+    let unmanaged_after: Vec<_> = list_vms(&sim)
+        .into_iter()
+        .filter(|v| v.name.starts_with("ha-host"))
+        .collect();
+    assert_eq!(unmanaged_before, unmanaged_after, "unmanaged VMs untouched");
+}
+
+#[test]
+fn a_protected_vm_is_not_replaced_and_a_clash_with_an_unmanaged_vm_is_refused() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(
+        &sim,
+        &vm(
+            "db-01",
+            1,
+            "1GiB",
+            "off",
+            "  protect: true\n  disks: [ { size: 2GiB } ]\n",
+        )
+        .replace("  disks: [ { size: 1GiB } ]\n", ""),
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&vm("db-01", 1, "1GiB", "off", "  protect: true\n"));
+    let shrink = inv.ceso(&sim, &["plan", "DIR"]);
+    shrink.expect(1);
+    assert!(
+        shrink
+            .stdout()
+            .contains("is protected and cannot be replaced"),
+        "{}",
+        shrink.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(1);
+    assert_eq!(
+        find_vm(&sim, "db-01").unwrap().disk_capacities,
+        vec![2 << 30]
+    );
+
+    inv.set_vms(&vm("ha-host_VM0", 1, "1GiB", "off", ""));
+    let clash = inv.ceso(&sim, &["plan", "DIR"]);
+    clash.expect(1);
+    assert!(
+        clash.stdout().contains("was not created by ceso"),
+        "{}",
+        clash.stdout()
+    );
+    let vm0 = find_vm(&sim, "ha-host_VM0").unwrap();
+    assert_eq!((vm0.num_cpu, vm0.power_state.as_str()), (1, "poweredOn"));
+}
+
+#[test]
+fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let plan_file = inv.dir.path().join("plan.json");
+    let plan_arg = plan_file.display().to_string();
+    inv.ceso(&sim, &["plan", "DIR", "--out", &plan_arg])
+        .expect(2);
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    assert!(!saved.contains(&sim.password), "no secret in a saved plan");
+    inv.ceso(&sim, &["apply", &plan_arg]).expect(0);
+    assert!(find_vm(&sim, "web-01").is_some());
+
+    inv.set_vms(&vm("web-01", 2, "1GiB", "off", ""));
+    inv.ceso(&sim, &["plan", "DIR", "--out", &plan_arg])
+        .expect(2);
+    reconfigure_behind_cesos_back(&sim, &find_vm(&sim, "web-01").unwrap().moref, 3);
+    let stale = inv.ceso(&sim, &["apply", &plan_arg]);
+    stale.expect(1);
+    assert!(stale.stderr().contains("is stale"), "{}", stale.stderr());
+    assert!(
+        stale
+            .stderr()
+            .contains("VM web-01 on host esxi-01 changed since the plan was made"),
+        "{}",
+        stale.stderr()
+    );
+    assert_eq!(
+        find_vm(&sim, "web-01").unwrap().num_cpu,
+        3,
+        "nothing applied"
+    );
+}
+
+#[test]
+fn apply_refuses_without_a_terminal_or_auto_approve() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let refused = inv.ceso(&sim, &["apply", "DIR"]);
+    refused.expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("refusing to apply without confirmation"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(find_vm(&sim, "web-01").is_none());
+}
+
+#[test]
+fn a_second_apply_is_refused_while_the_lock_is_held() {
+    let sim = Simulator::builder()
+        .method_delay("CreateVM_Task", 3000)
+        .start();
+    let inv = Inventory::new(&sim, &vm("slow-01", 1, "1GiB", "off", ""));
+    let mut first = inv
+        .command(
+            &sim,
+            &["apply", inv.path().to_str().unwrap(), "--auto-approve"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        sim.method_count("CreateVM_Task") > 0
+    });
+    let second = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    second.expect(1);
+    assert!(
+        second.stderr().contains("another apply holds the lock"),
+        "{}",
+        second.stderr()
+    );
+    assert!(
+        second.stderr().contains(&format!("pid {}", first.id())),
+        "{}",
+        second.stderr()
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(managed_names(&sim), vec!["slow-01"]);
+}
+
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killing_apply_mid_run_loses_nothing_and_the_next_apply_converges() {
+    let sim = Simulator::builder()
+        .method_delay("PowerOnVM_Task", 700)
+        .start();
+    let names: Vec<String> = (1..=6).map(|i| format!("vm-{i:02}")).collect();
+    let manifests: String = names.iter().map(|n| vm(n, 1, "1GiB", "on", "")).collect();
+    let inv = Inventory::new(&sim, &manifests);
+    let mut apply = inv
+        .command(
+            &sim,
+            &[
+                "apply",
+                inv.path().to_str().unwrap(),
+                "--auto-approve",
+                "--parallelism",
+                "1",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), || {
+        sim.method_count("PowerOnVM_Task") >= 2
+    });
+    apply.kill().unwrap(); // SIGKILL
+    apply.wait().unwrap();
+    let done_before = managed_names(&sim).len();
+    assert!(done_before < names.len(), "killed before the end");
+
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    let audit = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    audit.expect(0);
+    assert!(
+        audit.stderr().contains("took over the apply lock"),
+        "{}",
+        audit.stderr()
+    );
+    let vms = list_vms(&sim);
+    for name in &names {
+        let copies: Vec<_> = vms.iter().filter(|v| &v.name == name).collect();
+        assert_eq!(copies.len(), 1, "{name} exists exactly once");
+        assert_eq!(copies[0].power_state, "poweredOn");
+    }
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+    let runs: serde_json::Value =
+        serde_json::from_str(&inv.ceso(&sim, &["audit", "list", "--json"]).stdout()).unwrap();
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert_eq!(runs[1]["status"], "succeeded");
+}
+
+#[test]
+fn a_failed_step_stops_what_depends_on_it_and_is_audited() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(
+        &sim,
+        &(vm("bad-01", 1, "1GiB", "on", "") + &vm("good-01", 1, "1GiB", "on", "")),
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&(vm("bad-01", 2, "1GiB", "on", "") + &vm("good-01", 2, "1GiB", "on", "")));
+    let bad = find_vm(&sim, "bad-01").unwrap();
+    sim.inject_fault(&format!(
+        "PowerOffVM_Task@{}=task:InsufficientResourcesFault*1",
+        bad.moref
+    ));
+    let run = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    run.expect(1);
+    assert!(
+        run.stdout().contains("InsufficientResourcesFault"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("reconfigure bad-01 skipped"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(
+        find_vm(&sim, "good-01").unwrap().num_cpu,
+        2,
+        "independent steps went on"
+    );
+    assert_eq!(find_vm(&sim, "bad-01").unwrap().num_cpu, 1);
+    let runs: serde_json::Value =
+        serde_json::from_str(&inv.ceso(&sim, &["audit", "list", "--json"]).stdout()).unwrap();
+    let last = &runs[1];
+    assert_eq!(
+        (
+            last["status"].as_str(),
+            last["steps_failed"].as_u64(),
+            last["steps_skipped"].as_u64()
+        ),
+        (Some("failed"), Some(1), Some(2))
+    );
+    let shown = inv.ceso(&sim, &["audit", "show", last["run_id"].as_str().unwrap()]);
+    assert!(shown.stdout().contains("FAILED"), "{}", shown.stdout());
+    assert!(
+        shown.stdout().contains("InsufficientResourcesFault"),
+        "{}",
+        shown.stdout()
+    );
+    // The next apply finishes the job.
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(find_vm(&sim, "bad-01").unwrap().num_cpu, 2);
+}
+
+#[test]
+fn a_read_only_licence_is_explained() {
+    let sim = Simulator::builder()
+        .fault("CreateVM_Task=RestrictedVersion")
+        .start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let run = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    run.expect(1);
+    assert!(
+        run.stdout().to_lowercase().contains("licence"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn a_wrong_thumbprint_is_refused_as_a_possible_impostor() {
+    let sim = Simulator::start();
+    let wrong = format!("thumbprint: \"{}\"", ["AB"; 32].join(":"));
+    let inv = Inventory::with_host(&sim, &vm("web-01", 1, "1GiB", "off", ""), &wrong);
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(1);
+    assert!(plan.stderr().contains("impostor"), "{}", plan.stderr());
+    assert!(
+        plan.stderr().contains(&sim.thumbprint),
+        "shows the thumbprint actually seen: {}",
+        plan.stderr()
+    );
+    assert_eq!(
+        sim.method_count("Login"),
+        0,
+        "no credentials sent to an impostor"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_reported_without_echoing_it() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let mut command = inv.command(&sim, &["plan", inv.path().to_str().unwrap()]);
+    command.env(PASSWORD_ENV, "not-the-password-42");
+    let run = Run(command.output().unwrap());
+    run.expect(1);
+    assert!(
+        run.stderr().to_lowercase().contains("login"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("not-the-password-42"));
+}
+
+#[test]
+fn a_missing_password_variable_names_the_host_and_variable() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let mut command = inv.command(&sim, &["plan", inv.path().to_str().unwrap()]);
+    command.env_remove(PASSWORD_ENV);
+    let run = Run(command.output().unwrap());
+    run.expect(1);
+    assert!(
+        run.stderr().contains(&format!(
+            "environment variable {PASSWORD_ENV} is not set (password of host esxi-01)"
+        )),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn invalid_manifests_are_reported_by_validate_plan_and_apply_without_touching_the_host() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "3GB", "off", "  colour: red\n"));
+    for args in [
+        &["validate", "DIR"][..],
+        &["plan", "DIR"],
+        &["apply", "DIR", "--auto-approve"],
+    ] {
+        let run = inv.ceso(&sim, args);
+        run.expect(1);
+        assert!(
+            run.stderr().contains(
+                "vms.yaml:8:11: VirtualMachine/web-01: spec.memory: invalid size \"3GB\""
+            ),
+            "{args:?}: {}",
+            run.stderr()
+        );
+    }
+    assert_eq!(sim.method_count("Login"), 0);
+    let valid = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let run = valid.ceso(&sim, &["validate", "DIR"]);
+    run.expect(0);
+    assert!(
+        run.stdout()
+            .contains("valid (1 host(s), 1 virtual machine(s))")
+    );
+}
+
+#[test]
+fn an_expired_session_is_renewed_transparently() {
+    let sim = Simulator::builder()
+        .session_idle(Duration::from_secs(1))
+        .method_delay("PowerOnVM_Task", 2500)
+        .start();
+    let inv = Inventory::new(
+        &sim,
+        &(vm("a-01", 1, "1GiB", "on", "") + &vm("b-01", 1, "1GiB", "on", "")),
+    );
+    inv.ceso(
+        &sim,
+        &["apply", "DIR", "--auto-approve", "--parallelism", "1"],
+    )
+    .expect(0);
+    assert!(
+        sim.method_count("Login") >= 2,
+        "re-logged in: {}",
+        sim.stats()
+    );
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+#[test]
+fn the_example_inventory_plans_and_applies() {
+    let sim = Simulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory");
+    std::fs::create_dir(&inventory).unwrap();
+    for entry in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory")).unwrap()
+    {
+        let entry = entry.unwrap();
+        let mut text = std::fs::read_to_string(entry.path()).unwrap();
+        if entry.file_name() == "hosts.yaml" {
+            text = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("address:") {
+                        format!("  address: {}", sim.url)
+                    } else if l.trim_start().starts_with("thumbprint:") {
+                        format!("  thumbprint: \"{}\"", sim.thumbprint)
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        std::fs::write(inventory.join(entry.file_name()), text).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ceso"))
+            .args(args)
+            .arg(&inventory)
+            .env("ESXI_PASSWORD", &sim.password)
+            .env("CESO_STATE", dir.path().join("state.redb"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run(output)
+    };
+    run(&["plan"]).expect(2);
+    run(&["apply", "--auto-approve"]).expect(0);
+    assert_eq!(managed_names(&sim), vec!["db-01", "web-01", "web-02"]);
+    assert_eq!(
+        find_vm(&sim, "db-01").unwrap().disk_capacities,
+        vec![40 << 30, 100 << 30]
+    );
+    run(&["plan"]).expect(0);
+}

@@ -1,0 +1,338 @@
+//! An in-memory ESXi host for planner and executor tests that need no simulator: it applies
+//! [`HostOp`]s to an [`ObservedHost`] the way a real host would.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use ceso::desired::{DesiredHost, DesiredState, DesiredVm, HostConnection, VmSettings};
+use ceso::host::{
+    DiskChange, Host, HostAbout, HostOp, NicChange, ObservedDisk, ObservedHost, ObservedNic,
+    ObservedVm, OpOutcome, PowerState,
+};
+use ceso::manifest::{Power, SecretRef};
+use ceso::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
+
+pub const GIB: u64 = 1 << 30;
+
+/// An error of the fake host.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FakeError(pub String);
+
+/// A host kept in memory; `fail_on` names VMs whose operations fail.
+#[derive(Default)]
+pub struct FakeHost {
+    pub state: RefCell<ObservedHost>,
+    pub fail_on: BTreeSet<String>,
+    pub next_moref: RefCell<u32>,
+    pub log: RefCell<Vec<String>>,
+}
+
+pub fn empty_host() -> ObservedHost {
+    ObservedHost {
+        about: HostAbout {
+            full_name: "fake".into(),
+            api_version: "8.0".into(),
+            api_type: "HostAgent".into(),
+        },
+        datastores: vec!["datastore1".into()],
+        networks: vec!["VM Network".into(), "Storage".into()],
+        vms: vec![],
+    }
+}
+
+impl FakeHost {
+    pub fn new(state: ObservedHost) -> Self {
+        Self {
+            state: RefCell::new(state),
+            next_moref: RefCell::new(100),
+            ..Default::default()
+        }
+    }
+
+    fn find(&self, moref: &Option<String>, name: &str) -> Result<usize, FakeError> {
+        let state = self.state.borrow();
+        state
+            .vms
+            .iter()
+            .position(|vm| match moref {
+                Some(moref) => &vm.moref == moref,
+                None => vm.name == name,
+            })
+            .ok_or_else(|| FakeError(format!("VM {name} not found")))
+    }
+
+    pub fn apply(&self, op: &HostOp) -> Result<OpOutcome, FakeError> {
+        let vm_name = match op {
+            HostOp::CreateVm { spec } => spec.name.clone(),
+            HostOp::ReconfigureVm { vm, .. }
+            | HostOp::PowerOn { vm, .. }
+            | HostOp::PowerOff { vm, .. }
+            | HostOp::DestroyVm { vm, .. } => vm.clone(),
+        };
+        self.log.borrow_mut().push(format!("{op:?}"));
+        if self.fail_on.contains(&vm_name) {
+            return Err(FakeError(format!("injected fault for {vm_name}")));
+        }
+        match op {
+            HostOp::CreateVm { spec } => {
+                let mut next = self.next_moref.borrow_mut();
+                *next += 1;
+                let moref = format!("{}", *next);
+                let vm = ObservedVm {
+                    moref: moref.clone(),
+                    name: spec.name.clone(),
+                    template: false,
+                    cpu: spec.cpu,
+                    memory_mib: spec.memory_mib,
+                    guest_id: spec.guest_id.clone(),
+                    power: Some(PowerState::PoweredOff),
+                    vmx_path: format!("[{}] {}/{}.vmx", spec.datastore, spec.name, spec.name),
+                    disks: spec
+                        .disks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, size)| ObservedDisk {
+                            key: 2000 + i as i32,
+                            capacity_bytes: *size,
+                            file_name: format!(
+                                "[{}] {}/{}_{i}.vmdk",
+                                spec.datastore, spec.name, spec.name
+                            ),
+                            controller_key: 1000,
+                            unit_number: i as i32,
+                        })
+                        .collect(),
+                    nics: spec
+                        .nics
+                        .iter()
+                        .enumerate()
+                        .map(|(i, pg)| ObservedNic {
+                            key: 4000 + i as i32,
+                            port_group: pg.clone(),
+                            mac_address: format!("00:50:56:00:00:{i:02x}"),
+                            adapter: "VirtualVmxnet3".into(),
+                        })
+                        .collect(),
+                    extra_config: spec.extra_config.clone(),
+                };
+                let mut state = self.state.borrow_mut();
+                state.vms.push(vm);
+                state
+                    .vms
+                    .sort_by(|a, b| (&a.name, &a.moref).cmp(&(&b.name, &b.moref)));
+                Ok(OpOutcome {
+                    created_moref: Some(moref),
+                })
+            }
+            HostOp::ReconfigureVm { moref, vm, spec } => {
+                let index = self.find(moref, vm)?;
+                let mut state = self.state.borrow_mut();
+                let target = &mut state.vms[index];
+                if let Some(cpu) = spec.cpu {
+                    target.cpu = cpu;
+                }
+                if let Some(memory) = spec.memory_mib {
+                    target.memory_mib = memory;
+                }
+                if let Some(guest) = &spec.guest_id {
+                    target.guest_id = guest.clone();
+                }
+                for change in &spec.disks {
+                    match change {
+                        DiskChange::Grow { key, size_bytes } => {
+                            target
+                                .disks
+                                .iter_mut()
+                                .find(|d| d.key == *key)
+                                .expect("disk")
+                                .capacity_bytes = *size_bytes
+                        }
+                        DiskChange::Add { size_bytes } => {
+                            let key = 2000 + target.disks.len() as i32 + 50;
+                            target.disks.push(ObservedDisk {
+                                key,
+                                capacity_bytes: *size_bytes,
+                                ..Default::default()
+                            })
+                        }
+                        DiskChange::Remove { key } => target.disks.retain(|d| d.key != *key),
+                    }
+                }
+                for change in &spec.nics {
+                    match change {
+                        NicChange::SetPortGroup { key, port_group } => {
+                            target
+                                .nics
+                                .iter_mut()
+                                .find(|n| n.key == *key)
+                                .expect("nic")
+                                .port_group = port_group.clone()
+                        }
+                        NicChange::Add { port_group } => {
+                            let key = 4000 + target.nics.len() as i32 + 50;
+                            target.nics.push(ObservedNic {
+                                key,
+                                port_group: port_group.clone(),
+                                ..Default::default()
+                            })
+                        }
+                        NicChange::Remove { key } => target.nics.retain(|n| n.key != *key),
+                    }
+                }
+                for (key, value) in &spec.extra_config {
+                    if value.is_empty() {
+                        target.extra_config.remove(key);
+                    } else {
+                        target.extra_config.insert(key.clone(), value.clone());
+                    }
+                }
+                Ok(OpOutcome::default())
+            }
+            HostOp::PowerOn { moref, vm } => {
+                let index = self.find(moref, vm)?;
+                let mut state = self.state.borrow_mut();
+                if state.vms[index].power == Some(PowerState::PoweredOn) {
+                    return Err(FakeError("InvalidPowerState".into()));
+                }
+                state.vms[index].power = Some(PowerState::PoweredOn);
+                Ok(OpOutcome::default())
+            }
+            HostOp::PowerOff { moref, vm } => {
+                let index = self.find(moref, vm)?;
+                let mut state = self.state.borrow_mut();
+                if state.vms[index].power == Some(PowerState::PoweredOff) {
+                    return Err(FakeError("InvalidPowerState".into()));
+                }
+                state.vms[index].power = Some(PowerState::PoweredOff);
+                Ok(OpOutcome::default())
+            }
+            HostOp::DestroyVm { moref, vm } => {
+                let index = self.find(moref, vm)?;
+                let mut state = self.state.borrow_mut();
+                if state.vms[index].power == Some(PowerState::PoweredOn) {
+                    return Err(FakeError("InvalidPowerState".into()));
+                }
+                state.vms.remove(index);
+                Ok(OpOutcome::default())
+            }
+        }
+    }
+}
+
+impl Host for FakeHost {
+    type Error = FakeError;
+
+    async fn observe(&self) -> Result<ObservedHost, FakeError> {
+        Ok(self.state.borrow().clone())
+    }
+
+    async fn execute(&self, op: &HostOp) -> Result<OpOutcome, FakeError> {
+        self.apply(op)
+    }
+}
+
+/// A declared host named `esxi-01`.
+pub fn desired_host(prune: bool) -> DesiredHost {
+    DesiredHost {
+        name: "esxi-01".into(),
+        connection: HostConnection {
+            address: "https://esxi-01.lab.example".into(),
+            thumbprint: Some("AB".repeat(32)),
+            insecure: false,
+            username: "root".into(),
+            password: SecretRef::env("ESXI_PASSWORD"),
+            secret_base: ".".into(),
+        },
+        datastore: "datastore1".into(),
+        network: "VM Network".into(),
+        prune,
+    }
+}
+
+/// A declared VM on `esxi-01` with one disk and one NIC.
+pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> DesiredVm {
+    DesiredVm {
+        name: name.into(),
+        host: "esxi-01".into(),
+        config: VmSettings {
+            cpu,
+            memory_mib: memory_gib * 1024,
+            guest_id: "ubuntu64Guest".into(),
+            datastore: "datastore1".into(),
+            disks: vec![20 * GIB],
+            networks: vec!["VM Network".into()],
+            power,
+            protect: false,
+        },
+    }
+}
+
+pub fn desired(vms: Vec<DesiredVm>, prune: bool) -> DesiredState {
+    DesiredState {
+        hosts: BTreeMap::from([("esxi-01".to_owned(), desired_host(prune))]),
+        vms: vms.into_iter().map(|vm| (vm.name.clone(), vm)).collect(),
+    }
+}
+
+pub fn observed(host: ObservedHost) -> ObservedState {
+    BTreeMap::from([("esxi-01".to_owned(), host)])
+}
+
+pub fn meta() -> PlanMeta {
+    PlanMeta {
+        plan_id: "00000000-0000-4000-8000-000000000000".into(),
+        created_at: "2026-11-27T09:00:00Z".into(),
+        ceso_version: "0.0.0-test".into(),
+        inventory: Some("examples/inventory".into()),
+    }
+}
+
+pub fn plan(desired: &DesiredState, host: &ObservedHost, prune: bool) -> Plan {
+    diff(
+        desired,
+        &observed(host.clone()),
+        &PlanOptions { prune },
+        meta(),
+    )
+}
+
+/// Applies every step of a plan in order (no concurrency), panicking on failure.
+pub fn apply_all(fake: &FakeHost, plan: &Plan) {
+    let mut created = BTreeMap::new();
+    for step in &plan.steps {
+        let mut op = step.op.clone();
+        if let HostOp::ReconfigureVm { moref, .. }
+        | HostOp::PowerOn { moref, .. }
+        | HostOp::PowerOff { moref, .. }
+        | HostOp::DestroyVm { moref, .. } = &mut op
+        {
+            if moref.is_none() {
+                *moref = created.get(&step.resource).cloned();
+            }
+        }
+        let outcome = fake
+            .apply(&op)
+            .unwrap_or_else(|e| panic!("step {} failed: {e}", step.description));
+        if let Some(moref) = outcome.created_moref {
+            created.insert(step.resource.clone(), moref);
+        }
+    }
+}
+
+/// An unmanaged VM, as the simulator's default inventory has.
+pub fn unmanaged_vm(name: &str, moref: &str) -> ObservedVm {
+    ObservedVm {
+        moref: moref.into(),
+        name: name.into(),
+        cpu: 1,
+        memory_mib: 32,
+        guest_id: "otherGuest".into(),
+        power: Some(PowerState::PoweredOn),
+        vmx_path: format!("[datastore1] {name}/{name}.vmx"),
+        extra_config: BTreeMap::from([("govcsim".to_owned(), "TRUE".to_owned())]),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,337 @@
+//! The planner, specified without any host: what each situation plans, and the invariants that
+//! hold for every inventory (convergence, determinism, unmanaged VMs untouched).
+
+mod common;
+
+use ceso::host::{APPLIED_KEY, HostOp, PowerState};
+use ceso::manifest::Power;
+use ceso::plan::{Action, render};
+use common::*;
+use proptest::prelude::*;
+
+fn actions(plan: &ceso::plan::Plan) -> Vec<(String, Action)> {
+    plan.changes
+        .iter()
+        .map(|c| (c.name.clone(), c.action))
+        .collect()
+}
+
+fn step_descriptions(plan: &ceso::plan::Plan) -> Vec<String> {
+    plan.steps.iter().map(|s| s.description.clone()).collect()
+}
+
+/// Creates the desired VMs on a fresh fake host and returns it.
+fn converged(desired: &ceso::desired::DesiredState) -> FakeHost {
+    let fake = FakeHost::new(empty_host());
+    let first = plan(desired, &fake.state.borrow(), false);
+    apply_all(&fake, &first);
+    fake
+}
+
+#[test]
+fn an_empty_host_gets_every_declared_vm_created_then_powered_on() {
+    let desired = desired(
+        vec![
+            desired_vm("web-01", 2, 4, Power::On),
+            desired_vm("db-01", 4, 8, Power::Off),
+        ],
+        false,
+    );
+    let plan = plan(&desired, &empty_host(), false);
+    assert_eq!(
+        actions(&plan),
+        vec![
+            ("db-01".into(), Action::Create),
+            ("web-01".into(), Action::Create)
+        ]
+    );
+    assert_eq!(
+        step_descriptions(&plan),
+        vec!["create VM db-01", "create VM web-01", "power on web-01"]
+    );
+    assert_eq!(plan.steps[2].depends_on, vec![1]);
+    assert_eq!(plan.summary.create, 2);
+}
+
+#[test]
+fn a_converged_host_plans_no_changes() {
+    let desired = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&desired);
+    let again = plan(&desired, &fake.state.borrow(), false);
+    assert!(
+        !again.has_changes(),
+        "{}",
+        render::human(&again, render::Colour::Never)
+    );
+    assert!(again.steps.is_empty());
+}
+
+#[test]
+fn a_cpu_change_of_a_running_vm_is_an_update_with_a_power_cycle() {
+    let before = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&before);
+    let after = desired(vec![desired_vm("web-01", 4, 4, Power::On)], false);
+    let plan = plan(&after, &fake.state.borrow(), false);
+    assert_eq!(actions(&plan), vec![("web-01".into(), Action::Update)]);
+    let change = &plan.changes[0];
+    assert!(change.power_cycle);
+    let cpu = &change.fields[0];
+    assert_eq!(
+        (
+            cpu.field.as_str(),
+            cpu.before.as_deref(),
+            cpu.after.as_deref()
+        ),
+        ("cpu", Some("2"), Some("4"))
+    );
+    assert!(cpu.requires_power_off && !cpu.drift);
+    assert_eq!(
+        step_descriptions(&plan),
+        vec!["power off web-01", "reconfigure web-01", "power on web-01"]
+    );
+}
+
+#[test]
+fn a_change_made_on_the_host_is_drift_and_is_corrected() {
+    let desired = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&desired);
+    {
+        let mut state = fake.state.borrow_mut();
+        state.vms[0].memory_mib = 8192; // someone changed it in the host client
+        state.vms[0].power = Some(PowerState::PoweredOff);
+    }
+    let plan = plan(&desired, &fake.state.borrow(), false);
+    let change = &plan.changes[0];
+    assert_eq!(change.action, Action::Update);
+    assert!(change.fields.iter().all(|f| f.drift), "{:?}", change.fields);
+    assert!(!change.power_cycle, "the VM is already off");
+    assert_eq!(
+        step_descriptions(&plan),
+        vec!["reconfigure web-01", "power on web-01"]
+    );
+    apply_all(&fake, &plan);
+    assert!(!common::plan(&desired, &fake.state.borrow(), false).has_changes());
+}
+
+#[test]
+fn a_vm_with_the_same_name_not_created_by_ceso_is_an_error_and_never_touched() {
+    let mut host = empty_host();
+    host.vms.push(unmanaged_vm("web-01", "7"));
+    let plan = plan(
+        &desired(vec![desired_vm("web-01", 2, 4, Power::On)], false),
+        &host,
+        false,
+    );
+    assert!(plan.steps.is_empty());
+    assert!(
+        plan.diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.contains("not created by ceso"))
+    );
+    assert_eq!(plan.unmanaged.len(), 1);
+}
+
+#[test]
+fn a_managed_vm_missing_from_the_manifests_is_deleted_only_with_prune() {
+    let fake = converged(&desired(vec![desired_vm("old-01", 1, 1, Power::On)], false));
+    let without = desired(vec![], false);
+    let kept = plan(&without, &fake.state.borrow(), false);
+    assert_eq!(actions(&kept), vec![("old-01".into(), Action::NoOp)]);
+    assert!(kept.changes[0].notes[0].contains("--prune"));
+    assert!(!kept.has_changes());
+
+    let pruned = plan(&without, &fake.state.borrow(), true);
+    assert_eq!(actions(&pruned), vec![("old-01".into(), Action::Delete)]);
+    assert_eq!(step_descriptions(&pruned)[0], "power off old-01");
+
+    let pruned_by_manifest = plan(&desired(vec![], true), &fake.state.borrow(), false);
+    assert_eq!(
+        actions(&pruned_by_manifest),
+        vec![("old-01".into(), Action::Delete)]
+    );
+}
+
+#[test]
+fn a_protected_vm_is_never_deleted_nor_replaced() {
+    let mut vm = desired_vm("db-01", 4, 8, Power::On);
+    vm.config.protect = true;
+    let fake = converged(&desired(vec![vm.clone()], false));
+    let pruned = plan(&desired(vec![], true), &fake.state.borrow(), true);
+    assert_eq!(actions(&pruned), vec![("db-01".into(), Action::NoOp)]);
+    assert!(pruned.steps.is_empty());
+    assert!(pruned.changes[0].notes[0].contains("protected"));
+
+    vm.config.disks = vec![10 * GIB]; // shrinking forces replacement
+    let shrink = plan(&desired(vec![vm], false), &fake.state.borrow(), false);
+    assert_eq!(shrink.changes[0].action, Action::Replace);
+    assert!(shrink.steps.is_empty());
+    assert!(
+        shrink
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.message.contains("protected"))
+    );
+}
+
+#[test]
+fn shrinking_a_disk_of_an_unprotected_vm_replaces_it() {
+    let mut vm = desired_vm("web-01", 2, 4, Power::On);
+    let fake = converged(&desired(vec![vm.clone()], false));
+    vm.config.disks = vec![10 * GIB];
+    let plan = plan(
+        &desired(vec![vm.clone()], false),
+        &fake.state.borrow(),
+        false,
+    );
+    assert_eq!(plan.changes[0].action, Action::Replace);
+    assert!(plan.changes[0].fields[0].forces_replacement);
+    assert_eq!(
+        step_descriptions(&plan)[1..],
+        [
+            "destroy VM web-01 (101)".to_owned(),
+            "create VM web-01".to_owned(),
+            "power on web-01".to_owned()
+        ]
+    );
+    apply_all(&fake, &plan);
+    assert!(!common::plan(&desired(vec![vm], false), &fake.state.borrow(), false).has_changes());
+}
+
+#[test]
+fn growing_disks_and_adding_adapters_happen_online() {
+    let mut vm = desired_vm("web-01", 2, 4, Power::On);
+    let fake = converged(&desired(vec![vm.clone()], false));
+    vm.config.disks = vec![30 * GIB, 5 * GIB];
+    vm.config.networks.push("Storage".into());
+    let plan = plan(&desired(vec![vm], false), &fake.state.borrow(), false);
+    assert!(!plan.changes[0].power_cycle);
+    assert_eq!(step_descriptions(&plan), vec!["reconfigure web-01"]);
+}
+
+#[test]
+fn unknown_datastores_and_port_groups_are_errors() {
+    let mut vm = desired_vm("web-01", 2, 4, Power::On);
+    vm.config.datastore = "nope".into();
+    vm.config.networks = vec!["Lab".into()];
+    let plan = plan(&desired(vec![vm], false), &empty_host(), false);
+    let fields: Vec<_> = plan
+        .diagnostics
+        .iter()
+        .filter_map(|d| d.field.clone())
+        .collect();
+    assert_eq!(fields, vec!["spec.datastore", "spec.networks[0].portGroup"]);
+}
+
+#[test]
+fn the_applied_settings_are_recorded_on_the_vm() {
+    let desired = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let plan = plan(&desired, &empty_host(), false);
+    let HostOp::CreateVm { spec } = &plan.steps[0].op else {
+        panic!("first step creates")
+    };
+    assert_eq!(spec.extra_config["ceso.managed"], "web-01");
+    assert!(spec.extra_config[APPLIED_KEY].contains("\"cpu\":2"));
+}
+
+#[test]
+fn plan_rendering_for_people() {
+    let mut db = desired_vm("db-01", 4, 8, Power::On);
+    db.config.protect = true;
+    let before = desired(
+        vec![
+            desired_vm("web-01", 2, 4, Power::On),
+            desired_vm("old-01", 1, 1, Power::On),
+            db.clone(),
+        ],
+        false,
+    );
+    let fake = converged(&before);
+    fake.state
+        .borrow_mut()
+        .vms
+        .push(unmanaged_vm("legacy", "7"));
+    fake.state
+        .borrow_mut()
+        .vms
+        .iter_mut()
+        .find(|v| v.name == "web-01")
+        .unwrap()
+        .power = Some(PowerState::PoweredOff);
+    let mut web = desired_vm("web-01", 4, 6, Power::On);
+    web.config.networks.push("Storage".into());
+    let after = desired(vec![web, desired_vm("new-01", 1, 2, Power::Off), db], false);
+    let plan = plan(&after, &fake.state.borrow(), true);
+    insta::assert_snapshot!("plan_human", render::human(&plan, render::Colour::Never));
+    insta::assert_snapshot!("plan_json", render::json(&plan));
+}
+
+#[test]
+fn no_changes_rendering() {
+    let desired = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&desired);
+    let plan = plan(&desired, &fake.state.borrow(), false);
+    insta::assert_snapshot!(
+        "plan_no_changes",
+        render::human(&plan, render::Colour::Never)
+    );
+}
+
+fn arb_vm(index: usize) -> impl Strategy<Value = ceso::desired::DesiredVm> {
+    (
+        1u32..8,
+        1u64..16,
+        any::<bool>(),
+        prop::collection::vec(1u64..64, 0..4),
+        prop::collection::vec(any::<bool>(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(move |(cpu, memory, on, disks, nics, protect)| {
+            let mut vm = desired_vm(
+                &format!("vm-{index:02}"),
+                cpu,
+                memory,
+                if on { Power::On } else { Power::Off },
+            );
+            vm.config.disks = disks.into_iter().map(|g| g * GIB).collect();
+            vm.config.networks = nics
+                .into_iter()
+                .map(|storage| if storage { "Storage" } else { "VM Network" }.to_owned())
+                .collect();
+            vm.config.protect = protect;
+            vm
+        })
+}
+
+fn arb_inventory() -> impl Strategy<Value = Vec<ceso::desired::DesiredVm>> {
+    (0usize..6).prop_flat_map(|n| (0..n).map(arb_vm).collect::<Vec<_>>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the host holds and whatever is declared, applying the plan converges: the next
+    /// plan has no changes (unless a protected VM would need replacing, which is refused).
+    #[test]
+    fn applying_a_plan_converges(before in arb_inventory(), after in arb_inventory()) {
+        let fake = converged(&desired(before, false));
+        fake.state.borrow_mut().vms.push(unmanaged_vm("legacy", "7"));
+        let target = desired(after, false);
+        let plan = common::plan(&target, &fake.state.borrow(), true);
+        prop_assume!(plan.diagnostics.is_empty());
+        apply_all(&fake, &plan);
+        let again = common::plan(&target, &fake.state.borrow(), true);
+        prop_assert!(!again.has_changes(), "{}", render::human(&again, render::Colour::Never));
+        // Unmanaged VMs are never touched.
+        let legacy = fake.state.borrow().vms.iter().find(|v| v.name == "legacy").cloned();
+        prop_assert_eq!(legacy, Some(unmanaged_vm("legacy", "7")));
+    }
+
+    /// The planner is deterministic: the same inputs give the same plan.
+    #[test]
+    fn planning_is_deterministic(before in arb_inventory(), after in arb_inventory()) {
+        let fake = converged(&desired(before, false));
+        let target = desired(after, false);
+        let host = fake.state.borrow().clone();
+        prop_assert_eq!(common::plan(&target, &host, true), common::plan(&target, &host, true));
+    }
+}
