@@ -242,7 +242,7 @@ fn changes_made_outside_ceso_show_as_drift_and_are_corrected() {
     );
     assert!(
         plan.stdout()
-            .contains("cpu    = 3 → 2   # requires power off, changed outside ceso"),
+            .contains("~ cpu = 3 → 2   # requires power off, changed outside ceso"),
         "{}",
         plan.stdout()
     );

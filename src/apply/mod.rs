@@ -62,10 +62,9 @@ fn with_moref(op: &HostOp, created: &BTreeMap<String, String>, resource: &str) -
     | HostOp::PowerOn { moref, .. }
     | HostOp::PowerOff { moref, .. }
     | HostOp::DestroyVm { moref, .. } = &mut op
+        && moref.is_none()
     {
-        if moref.is_none() {
-            *moref = created.get(resource).cloned();
-        }
+        *moref = created.get(resource).cloned();
     }
     op
 }

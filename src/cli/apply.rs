@@ -81,11 +81,11 @@ async fn plan_and_execute(
                 "the plan has errors (see above); nothing was changed",
             ));
         }
-        if plan.has_changes() {
-            if let Err(e) = confirm(args.auto_approve) {
-                disconnect(&hosts).await;
-                return Err(e);
-            }
+        if plan.has_changes()
+            && let Err(e) = confirm(args.auto_approve)
+        {
+            disconnect(&hosts).await;
+            return Err(e);
         }
         (plan, hosts)
     };

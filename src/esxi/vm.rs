@@ -373,10 +373,12 @@ impl EsxiClient {
                 self.reconfigure_vm(moref.as_deref(), vm, spec).await
             }
             HostOp::PowerOn { moref, vm } => {
-                self.vm_task("PowerOnVM_Task", moref.as_deref(), vm).await
+                self.power_task("PowerOnVM_Task", "poweredOn", moref.as_deref(), vm)
+                    .await
             }
             HostOp::PowerOff { moref, vm } => {
-                self.vm_task("PowerOffVM_Task", moref.as_deref(), vm).await
+                self.power_task("PowerOffVM_Task", "poweredOff", moref.as_deref(), vm)
+                    .await
             }
             HostOp::DestroyVm { moref, vm } => {
                 self.vm_task("Destroy_Task", moref.as_deref(), vm).await
@@ -453,6 +455,31 @@ impl EsxiClient {
             .await
             .map_err(|e| vm_gone(e, vm))?;
         Ok(OpOutcome::default())
+    }
+
+    /// A power operation that succeeds when the VM is already in the wanted state: a task that
+    /// an interrupted run started may have finished on the host after ceso observed it.
+    async fn power_task(
+        &self,
+        method: &str,
+        wanted: &str,
+        moref: Option<&str>,
+        vm: &str,
+    ) -> Result<OpOutcome, EsxiError> {
+        match self.vm_task(method, moref, vm).await {
+            Err(error) if error.fault_type() == Some("InvalidPowerState") => {
+                let vm_ref = self.resolve_vm(moref, vm).await?;
+                let now = self.retrieve_one(&vm_ref, &["runtime.powerState"]).await?;
+                let state = now.as_ref().and_then(|o| o.prop_text("runtime.powerState"));
+                if state.map(str::trim) == Some(wanted) {
+                    tracing::info!("{vm} is already {wanted}");
+                    Ok(OpOutcome::default())
+                } else {
+                    Err(error)
+                }
+            }
+            other => other,
+        }
     }
 
     /// The VM's moref: the given one, or looked up by name (one `RetrievePropertiesEx`).

@@ -42,21 +42,24 @@ pub struct Documents {
 }
 
 /// Lists the manifest files under `path` (a directory, searched recursively, or one file).
-pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Box<Diagnostic>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
-        return Err(
+        return Err(Box::new(
             Diagnostic::error(format!("{}: no such file or directory", path.display()))
                 .hint("give the inventory directory, e.g. `ceso validate examples/inventory`"),
-        );
+        ));
     }
     let mut files = Vec::new();
     let mut pending = vec![path.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| {
-            Diagnostic::error(format!("cannot read directory {}: {e}", dir.display()))
+            Box::new(Diagnostic::error(format!(
+                "cannot read directory {}: {e}",
+                dir.display()
+            )))
         })?;
         for entry in entries.flatten() {
             let entry_path = entry.path();
@@ -76,10 +79,10 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(Diagnostic::error(format!(
+        return Err(Box::new(Diagnostic::error(format!(
             "{}: no manifest files (*.yaml, *.yml) found",
             path.display()
-        )));
+        ))));
     }
     Ok(files)
 }
@@ -90,7 +93,7 @@ pub fn read_documents(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> Documen
     let files = match manifest_files(path) {
         Ok(files) => files,
         Err(diagnostic) => {
-            diagnostics.push(diagnostic);
+            diagnostics.push(*diagnostic);
             return documents;
         }
     };

@@ -41,7 +41,7 @@ impl Size {
     /// Formats a byte count with the largest unit that divides it, e.g. `4GiB`; falls back to bytes.
     pub fn format_bytes(bytes: u64) -> String {
         for (unit, factor) in UNITS {
-            if bytes != 0 && bytes % factor == 0 {
+            if bytes != 0 && bytes.is_multiple_of(factor) {
                 return format!("{}{unit}", bytes / factor);
             }
         }

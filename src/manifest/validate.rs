@@ -261,7 +261,7 @@ fn check_vm(
         );
     }
     let memory = spec.memory.mib();
-    if memory < 4 || memory % 4 != 0 {
+    if memory < 4 || !memory.is_multiple_of(4) {
         check.error(
             "spec.memory",
             format!("memory {} is not a multiple of 4MiB", spec.memory),

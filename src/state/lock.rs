@@ -56,11 +56,11 @@ impl StateStore {
                     Some(value) => serde_json::from_str(value.value()).ok(),
                     None => None,
                 };
-                if let Some(mut run) = stale_run {
-                    if run.status == RunStatus::Running {
-                        run.status = RunStatus::Interrupted;
-                        runs.insert(run.run_id.as_str(), to_json(&run).as_str())?;
-                    }
+                if let Some(mut run) = stale_run
+                    && run.status == RunStatus::Running
+                {
+                    run.status = RunStatus::Interrupted;
+                    runs.insert(run.run_id.as_str(), to_json(&run).as_str())?;
                 }
             }
             locks.insert(APPLY_LOCK, to_json(holder).as_str())?;
@@ -68,7 +68,7 @@ impl StateStore {
         })?;
         outcome.map_err(|holder| StateError::LockHeld {
             path: self.path.clone(),
-            holder,
+            holder: Box::new(holder),
         })
     }
 

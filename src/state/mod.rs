@@ -35,7 +35,10 @@ pub enum StateError {
         "another apply holds the lock on {path}: run {} by {} (pid {} on {}), started {}",
         holder.run_id, holder.os_user, holder.pid, holder.hostname, holder.started_at
     )]
-    LockHeld { path: PathBuf, holder: LockHolder },
+    LockHeld {
+        path: PathBuf,
+        holder: Box<LockHolder>,
+    },
     #[error("no run {run_id} in the audit log {path}")]
     UnknownRun { path: PathBuf, run_id: String },
 }

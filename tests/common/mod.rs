@@ -6,13 +6,15 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use ceso::apply::{ApplyHook, ApplyReport, execute};
 use ceso::desired::{DesiredHost, DesiredState, DesiredVm, HostConnection, VmSettings};
 use ceso::host::{
     DiskChange, Host, HostAbout, HostOp, NicChange, ObservedDisk, ObservedHost, ObservedNic,
     ObservedVm, OpOutcome, PowerState,
 };
 use ceso::manifest::{Power, SecretRef};
-use ceso::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
+use ceso::plan::{ObservedState, Plan, PlanMeta, PlanOptions, Step, diff};
+use std::time::Duration;
 
 pub const GIB: u64 = 1 << 30;
 
@@ -299,27 +301,66 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost, prune: bool) -> Plan {
     )
 }
 
-/// Applies every step of a plan in order (no concurrency), panicking on failure.
-pub fn apply_all(fake: &FakeHost, plan: &Plan) {
-    let mut created = BTreeMap::new();
-    for step in &plan.steps {
-        let mut op = step.op.clone();
-        if let HostOp::ReconfigureVm { moref, .. }
-        | HostOp::PowerOn { moref, .. }
-        | HostOp::PowerOff { moref, .. }
-        | HostOp::DestroyVm { moref, .. } = &mut op
-        {
-            if moref.is_none() {
-                *moref = created.get(&step.resource).cloned();
-            }
-        }
-        let outcome = fake
-            .apply(&op)
-            .unwrap_or_else(|e| panic!("step {} failed: {e}", step.description));
-        if let Some(moref) = outcome.created_moref {
-            created.insert(step.resource.clone(), moref);
-        }
+/// A hook that records the events as text.
+#[derive(Default)]
+pub struct RecordingHook {
+    pub events: RefCell<Vec<String>>,
+}
+
+impl ApplyHook for RecordingHook {
+    fn step_started(&self, step: &Step) {
+        self.events
+            .borrow_mut()
+            .push(format!("started {}", step.description));
     }
+    fn step_succeeded(&self, step: &Step, _: Duration) {
+        self.events
+            .borrow_mut()
+            .push(format!("succeeded {}", step.description));
+    }
+    fn step_failed(&self, step: &Step, _: Duration, error: &str) {
+        self.events
+            .borrow_mut()
+            .push(format!("failed {}: {error}", step.description));
+    }
+    fn step_skipped(&self, step: &Step, reason: &str) {
+        self.events
+            .borrow_mut()
+            .push(format!("skipped {}: {reason}", step.description));
+    }
+}
+
+/// Runs a plan through the real executor against `fake` (host `esxi-01`).
+pub fn execute_plan(
+    fake: FakeHost,
+    plan: &Plan,
+    parallelism: usize,
+) -> (FakeHost, ApplyReport, Vec<String>) {
+    let hosts = BTreeMap::from([("esxi-01".to_owned(), fake)]);
+    let hook = RecordingHook::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(execute(
+        plan,
+        &hosts,
+        parallelism,
+        &hook,
+        std::future::pending(),
+    ));
+    let fake = hosts.into_values().next().unwrap();
+    (fake, report, hook.events.into_inner())
+}
+
+/// Applies a plan through the executor, panicking when a step does not succeed.
+pub fn apply_all(fake: &FakeHost, plan: &Plan) {
+    let copy = FakeHost::new(fake.state.borrow().clone());
+    *copy.next_moref.borrow_mut() = *fake.next_moref.borrow();
+    let (after, report, events) = execute_plan(copy, plan, 4);
+    assert!(report.is_success(), "{events:#?}");
+    *fake.state.borrow_mut() = after.state.into_inner();
+    *fake.next_moref.borrow_mut() = after.next_moref.into_inner();
 }
 
 /// An unmanaged VM, as the simulator's default inventory has.

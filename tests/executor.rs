@@ -1,0 +1,86 @@
+//! The executor against an in-memory host: dependency order, failures stopping only what
+//! depends on them, and VMs created earlier in the run addressed by their new moref.
+
+mod common;
+
+use ceso::apply::StepOutcome;
+use ceso::manifest::Power;
+use common::*;
+
+#[test]
+fn a_failed_step_skips_its_dependents_and_independent_steps_go_on() {
+    let desired = desired(
+        vec![
+            desired_vm("bad-01", 1, 1, Power::On),
+            desired_vm("good-01", 1, 1, Power::On),
+        ],
+        false,
+    );
+    let plan = plan(&desired, &empty_host(), false);
+    let mut fake = FakeHost::new(empty_host());
+    fake.fail_on.insert("bad-01".into());
+    let (fake, report, events) = execute_plan(fake, &plan, 1);
+    assert_eq!(
+        events,
+        vec![
+            "started create VM bad-01",
+            "failed create VM bad-01: injected fault for bad-01",
+            "skipped power on bad-01: step 0 (create VM bad-01) did not succeed",
+            "started create VM good-01",
+            "succeeded create VM good-01",
+            "started power on good-01",
+            "succeeded power on good-01",
+        ]
+    );
+    assert_eq!(
+        (report.succeeded(), report.failed(), report.skipped()),
+        (2, 1, 1)
+    );
+    assert!(matches!(report.outcomes[&1], StepOutcome::Skipped(_)));
+    let state = fake.state.borrow();
+    assert_eq!(
+        state
+            .vms
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>(),
+        ["good-01"]
+    );
+}
+
+#[test]
+fn steps_of_a_created_vm_address_it_by_the_moref_the_host_returned() {
+    let desired = desired(vec![desired_vm("web-01", 1, 1, Power::On)], false);
+    let plan = plan(&desired, &empty_host(), false);
+    let (fake, report, _) = execute_plan(FakeHost::new(empty_host()), &plan, 4);
+    assert!(report.is_success());
+    let log = fake.log.borrow();
+    assert!(log[1].contains("PowerOn { moref: Some(\"101\")"), "{log:?}");
+}
+
+#[test]
+fn parallel_and_sequential_runs_reach_the_same_state() {
+    let vms = (0..8)
+        .map(|i| {
+            desired_vm(
+                &format!("vm-{i}"),
+                1 + i,
+                1,
+                if i % 2 == 0 { Power::On } else { Power::Off },
+            )
+        })
+        .collect();
+    let desired = desired(vms, false);
+    let plan = plan(&desired, &empty_host(), false);
+    let (one, ..) = execute_plan(FakeHost::new(empty_host()), &plan, 1);
+    let (four, ..) = execute_plan(FakeHost::new(empty_host()), &plan, 4);
+    let names = |f: &FakeHost| {
+        f.state
+            .borrow()
+            .vms
+            .iter()
+            .map(|v| (v.name.clone(), v.cpu, v.power))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&one), names(&four));
+}
