@@ -330,10 +330,31 @@ fn new_run_id() -> String {
     format!("{stamp}-{}", &random[..6])
 }
 
+/// The OS user running ceso: `$USER`, else the name of the process's uid in `/etc/passwd`.
 fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        return user;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(str::to_owned))
+        });
+    let Some(uid) = uid else {
+        return "unknown".to_owned();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+            })
+        })
+        .unwrap_or(format!("uid {uid}"))
 }
 
 fn hostname() -> String {

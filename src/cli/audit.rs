@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::Subcommand;
 
 use super::{CommandError, Outcome};
-use crate::state::{RunRecord, StateStore, StepEvent};
+use crate::state::{RunRecord, RunStatus, StateStore, StepEvent, process_is_alive};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -36,7 +36,11 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
     let store = StateStore::open(state)?;
     match command {
         AuditCommand::List { json } => {
-            let runs = store.runs()?;
+            let runs: Vec<RunRecord> = store
+                .runs()?
+                .into_iter()
+                .map(with_effective_status)
+                .collect();
             if json {
                 println!(
                     "{}",
@@ -66,6 +70,7 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
         }
         AuditCommand::Show { run, json } => {
             let (record, steps) = store.run(&run)?;
+            let record = with_effective_status(record);
             if json {
                 let value = serde_json::json!({ "run": record, "steps": steps });
                 println!(
@@ -118,4 +123,13 @@ fn status(run: &RunRecord) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// A run still marked running whose process is gone was interrupted (killed before it could
+/// say so; the next apply records it too when it takes over the lock).
+fn with_effective_status(mut run: RunRecord) -> RunRecord {
+    if run.status == RunStatus::Running && !process_is_alive(run.pid) {
+        run.status = RunStatus::Interrupted;
+    }
+    run
 }

@@ -95,6 +95,8 @@ func main() {
 		listen       = flag.String("listen", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 		useTLS       = flag.Bool("tls", false, "serve HTTPS with a CA and leaf certificate generated at start")
 		caOut        = flag.String("ca-out", "", "with -tls: write the generated CA certificate (PEM) to this file")
+		tlsCert      = flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM; with -tls-key) instead of generating one, so the thumbprint is the same on every start")
+		tlsKey       = flag.String("tls-key", "", "private key (PEM) of -tls-cert")
 		user         = flag.String("user", "", "user name to enforce (with -pass); default: any non-empty credentials are accepted")
 		pass         = flag.String("pass", "", "password to enforce (with -user)")
 		dsDir        = flag.String("datastore-dir", "", "directory backing datastore "+datastoreName+" (created if missing; default: a temporary directory removed at exit)")
@@ -203,7 +205,22 @@ func main() {
 
 	var leafDER []byte
 	var caPEM []byte
-	if *useTLS {
+	if (*tlsCert == "") != (*tlsKey == "") {
+		cleanup()
+		fatalf("-tls-cert and -tls-key go together")
+	}
+	if *tlsCert != "" {
+		*useTLS = true
+	}
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			cleanup()
+			fatalf("loading %s and %s: %v", *tlsCert, *tlsKey, err)
+		}
+		leafDER = cert.Certificate[0]
+		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	} else if *useTLS {
 		cert, ca, err := generateCerts()
 		if err != nil {
 			cleanup()

@@ -1,0 +1,116 @@
+//! Benchmark: a no-op `ceso plan` of a 1,000-VM inventory against the ESXi simulator.
+//! Prints SOAP round trips (per method), wall time and peak memory of the `ceso` process.
+//!
+//! Run: `cargo bench --bench plan_1000` (figures are recorded in docs/benchmarks.md).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VMS: usize = 1000;
+const RUNS: usize = 5;
+
+/// Wall time and peak resident memory (KiB) of one `ceso` run, with its exit code.
+fn measure(command: &mut Command) -> (Duration, i64, i32) {
+    let start = Instant::now();
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ceso starts");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value, and wait4 only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let elapsed = start.elapsed();
+    std::mem::forget(child); // already reaped
+    (elapsed, usage.ru_maxrss, libc::WEXITSTATUS(status))
+}
+
+fn main() {
+    let sim = support::Simulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory");
+    std::fs::create_dir(&inventory).unwrap();
+    std::fs::write(
+        inventory.join("host.yaml"),
+        format!(
+            "apiVersion: ceso/v1\nkind: Host\nmetadata: {{ name: esxi-01 }}\nspec:\n  address: {}\n  thumbprint: \"{}\"\n  username: {}\n  password: {{ env: BENCH_PASSWORD }}\n  datastore: {}\n  network: VM Network\n",
+            sim.url, sim.thumbprint, sim.user, sim.datastore
+        ),
+    )
+    .unwrap();
+    let mut vms = String::new();
+    for i in 0..VMS {
+        vms.push_str(&format!(
+            "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: bench-{i:04} }}\nspec: {{ host: esxi-01, cpu: 1, memory: 64MiB, disks: [ {{ size: 1GiB }} ], power: off }}\n"
+        ));
+    }
+    std::fs::write(inventory.join("vms.yaml"), vms).unwrap();
+    let ceso = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ceso"));
+        command
+            .args(args)
+            .arg(&inventory)
+            .env("BENCH_PASSWORD", &sim.password)
+            .env("CESO_STATE", dir.path().join("state.redb"))
+            .stdin(Stdio::null());
+        command
+    };
+
+    let (elapsed, _, code) = measure(&mut ceso(&[
+        "apply",
+        "--auto-approve",
+        "--parallelism",
+        "8",
+    ]));
+    assert_eq!(code, 0, "setup apply failed");
+    println!(
+        "setup: created {VMS} VMs with `ceso apply` in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+
+    sim.reset_stats();
+    let mut times = Vec::new();
+    let mut peaks = Vec::new();
+    for _ in 0..RUNS {
+        let (elapsed, peak_kib, code) = measure(&mut ceso(&["plan"]));
+        assert_eq!(code, 0, "a no-op plan exits 0");
+        times.push(elapsed);
+        peaks.push(peak_kib);
+    }
+    let stats = sim.stats();
+    let per_run =
+        |method: &str| stats["methods"][method].as_u64().unwrap_or(0) as f64 / RUNS as f64;
+    let total = stats["total"].as_u64().unwrap_or(0) as f64 / RUNS as f64;
+    let session = per_run("RetrieveServiceContent") + per_run("Login") + per_run("Logout");
+    times.sort();
+    println!("no-op plan of {VMS} VMs ({RUNS} runs, release build):");
+    println!(
+        "  SOAP round trips per plan: {total} in all; {} to observe after login",
+        total - session
+    );
+    let methods = stats["methods"].as_object().cloned().unwrap_or_default();
+    for (method, count) in &methods {
+        println!(
+            "    {method}: {}",
+            count.as_u64().unwrap_or(0) as f64 / RUNS as f64
+        );
+    }
+    println!(
+        "  wall time: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        times[RUNS / 2].as_secs_f64() * 1000.0,
+        times[0].as_secs_f64() * 1000.0,
+        times[RUNS - 1].as_secs_f64() * 1000.0
+    );
+    println!(
+        "  peak memory (max RSS of ceso): {:.1} MiB",
+        *peaks.iter().max().unwrap() as f64 / 1024.0
+    );
+}

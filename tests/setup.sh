@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine (Go and govmomi from
+# Debian's packages, curl) and builds the project's ESXi simulator launcher.
+# Prints the launcher's path as its last line.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+need=()
+for pkg in golang-go golang-github-vmware-govmomi-dev curl openssl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >&2
+fi
+command -v cargo >/dev/null || {
+  echo "setup: cargo (Rust 1.90 or newer) is required: https://rustup.rs" >&2
+  exit 1
+}
+
+target=${CARGO_TARGET_DIR:-$top/target}
+out=$target/esxsim/esxsim
+if [ ! -x "$out" ] || [ "$top/tests/esxsim/main.go" -nt "$out" ]; then
+  echo "setup: building the ESXi simulator launcher" >&2
+  mkdir -p "$target/esxsim"
+  GOPATH=/usr/share/gocode GO111MODULE=off CGO_ENABLED=0 GOCACHE=${GOCACHE:-$target/esxsim/gocache} \
+    go build -o "$out.tmp" "$top/tests/esxsim/main.go" >&2
+  mv "$out.tmp" "$out"
+fi
+echo "$out"
