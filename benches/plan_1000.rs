@@ -4,7 +4,6 @@
 //! Run: `cargo bench --bench plan_1000` (figures are recorded in docs/benchmarks.md).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::process::{Command, Stdio};

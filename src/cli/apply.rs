@@ -321,10 +321,10 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// A run id that sorts by time: `20261127T093000Z-1a2b3c`.
+/// A run id that sorts by time: `20261127T093000.123Z-1a2b3c`.
 fn new_run_id() -> String {
     let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
+        .strftime("%Y%m%dT%H%M%S%.3fZ")
         .to_string();
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{stamp}-{}", &random[..6])

@@ -86,7 +86,7 @@ impl StateStore {
         })
     }
 
-    /// All runs, oldest first (run ids sort by time).
+    /// All runs, oldest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         self.read(|txn| {
             let runs = txn.open_table(RUNS)?;
@@ -95,6 +95,9 @@ impl StateStore {
                 let (_, value) = entry?;
                 out.push(serde_json::from_str(value.value()).map_err(corrupt)?);
             }
+            out.sort_by(|a: &RunRecord, b: &RunRecord| {
+                (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id))
+            });
             Ok(out)
         })
     }
