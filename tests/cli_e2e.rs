@@ -726,3 +726,78 @@ fn the_example_inventory_plans_and_applies() {
     );
     run(&["plan"]).expect(0);
 }
+
+/// Runs ceso on a pseudo-terminal (util-linux `script`), typing `answer` at the prompt.
+fn ceso_on_terminal(inv: &Inventory, sim: &Simulator, args: &str, answer: &str) -> Run {
+    let command_line = format!(
+        "{} {args} {}",
+        env!("CARGO_BIN_EXE_ceso"),
+        inv.path().display()
+    );
+    let template = inv.command(sim, &[]);
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &command_line, "/dev/null"])
+        .envs(
+            template
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .current_dir(template.get_current_dir().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = script.spawn().expect("util-linux script runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        stdin.write_all(answer.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Run(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn on_a_terminal_apply_asks_and_only_yes_approves() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let declined = ceso_on_terminal(&inv, &sim, "apply", "no\n");
+    assert!(
+        declined.stdout().contains("Only 'yes' will be accepted"),
+        "{}",
+        declined.stdout()
+    );
+    assert!(
+        declined
+            .stdout()
+            .contains("apply cancelled; nothing was changed"),
+        "{}",
+        declined.stdout()
+    );
+    assert!(find_vm(&sim, "web-01").is_none());
+
+    let approved = ceso_on_terminal(&inv, &sim, "apply", "yes\n");
+    assert!(
+        approved.stdout().contains("Apply complete"),
+        "{}",
+        approved.stdout()
+    );
+    assert!(find_vm(&sim, "web-01").is_some());
+}
+
+#[test]
+fn insecure_mode_works_but_warns_on_every_run() {
+    let sim = Simulator::start();
+    let inv = Inventory::with_host(&sim, &vm("web-01", 1, "1GiB", "off", ""), "insecure: true");
+    for _ in 0..2 {
+        let run = inv.ceso(&sim, &["plan", "DIR"]);
+        run.expect(2);
+        assert!(
+            run.stderr()
+                .contains("certificate verification is disabled"),
+            "{}",
+            run.stderr()
+        );
+    }
+}
