@@ -566,6 +566,13 @@ impl Comparison {
         });
         self.fields.last_mut().expect("just pushed")
     }
+
+    /// A changed field whose change needs the VM powered off.
+    fn offline_field(&mut self, field: &str, before: String, after: String, drift: bool) {
+        self.field(field.to_owned(), Some(before), Some(after), drift)
+            .requires_power_off = true;
+        self.needs_power_off = true;
+    }
 }
 
 /// Compares one VM; a field is drift when the host differs from what ceso last applied while
@@ -580,39 +587,32 @@ fn compare(
         |pick: &dyn Fn(&VmSettings) -> String| applied.is_some_and(|a| pick(a) == pick(desired));
     if observed.cpu != desired.cpu {
         let drift = unchanged_since_apply(&|s| s.cpu.to_string());
-        out.field(
-            "cpu".into(),
-            Some(observed.cpu.to_string()),
-            Some(desired.cpu.to_string()),
+        out.offline_field(
+            "cpu",
+            observed.cpu.to_string(),
+            desired.cpu.to_string(),
             drift,
-        )
-        .requires_power_off = true;
+        );
         out.reconfig.cpu = Some(desired.cpu);
-        out.needs_power_off = true;
     }
     if observed.memory_mib != desired.memory_mib {
         let drift = unchanged_since_apply(&|s| s.memory_mib.to_string());
-        out.field(
-            "memory".into(),
-            Some(size(observed.memory_mib << 20)),
-            Some(size(desired.memory_mib << 20)),
-            drift,
-        )
-        .requires_power_off = true;
+        let (before, after) = (
+            size(observed.memory_mib << 20),
+            size(desired.memory_mib << 20),
+        );
+        out.offline_field("memory", before, after, drift);
         out.reconfig.memory_mib = Some(desired.memory_mib);
-        out.needs_power_off = true;
     }
     if observed.guest_id != desired.guest_id {
         let drift = unchanged_since_apply(&|s| s.guest_id.clone());
-        out.field(
-            "guestId".into(),
-            Some(observed.guest_id.clone()),
-            Some(desired.guest_id.clone()),
+        out.offline_field(
+            "guestId",
+            observed.guest_id.clone(),
+            desired.guest_id.clone(),
             drift,
-        )
-        .requires_power_off = true;
+        );
         out.reconfig.guest_id = Some(desired.guest_id.clone());
-        out.needs_power_off = true;
     }
     let observed_datastore = datastore_of(&observed.vmx_path).unwrap_or_default();
     if observed_datastore != desired.datastore {

@@ -66,6 +66,22 @@ impl FakeHost {
             .ok_or_else(|| FakeError(format!("VM {name} not found")))
     }
 
+    /// Powers a VM on or off; like ESXi, refuses when it already is.
+    fn set_power(
+        &self,
+        moref: &Option<String>,
+        vm: &str,
+        power: PowerState,
+    ) -> Result<OpOutcome, FakeError> {
+        let index = self.find(moref, vm)?;
+        let mut state = self.state.borrow_mut();
+        if state.vms[index].power == Some(power) {
+            return Err(FakeError("InvalidPowerState".into()));
+        }
+        state.vms[index].power = Some(power);
+        Ok(OpOutcome::default())
+    }
+
     pub fn apply(&self, op: &HostOp) -> Result<OpOutcome, FakeError> {
         let vm_name = match op {
             HostOp::CreateVm { spec } => spec.name.clone(),
@@ -193,24 +209,8 @@ impl FakeHost {
                 }
                 Ok(OpOutcome::default())
             }
-            HostOp::PowerOn { moref, vm } => {
-                let index = self.find(moref, vm)?;
-                let mut state = self.state.borrow_mut();
-                if state.vms[index].power == Some(PowerState::PoweredOn) {
-                    return Err(FakeError("InvalidPowerState".into()));
-                }
-                state.vms[index].power = Some(PowerState::PoweredOn);
-                Ok(OpOutcome::default())
-            }
-            HostOp::PowerOff { moref, vm } => {
-                let index = self.find(moref, vm)?;
-                let mut state = self.state.borrow_mut();
-                if state.vms[index].power == Some(PowerState::PoweredOff) {
-                    return Err(FakeError("InvalidPowerState".into()));
-                }
-                state.vms[index].power = Some(PowerState::PoweredOff);
-                Ok(OpOutcome::default())
-            }
+            HostOp::PowerOn { moref, vm } => self.set_power(moref, vm, PowerState::PoweredOn),
+            HostOp::PowerOff { moref, vm } => self.set_power(moref, vm, PowerState::PoweredOff),
             HostOp::DestroyVm { moref, vm } => {
                 let index = self.find(moref, vm)?;
                 let mut state = self.state.borrow_mut();
