@@ -91,6 +91,9 @@ pub struct DesiredHost {
 pub struct DesiredVm {
     pub name: String,
     pub host: String,
+    /// The manifest names the datastore (rather than inheriting the host's default).
+    #[serde(default)]
+    pub datastore_declared: bool,
     #[serde(flatten)]
     pub config: VmSettings,
 }
@@ -175,6 +178,7 @@ impl DesiredState {
                     DesiredVm {
                         name: vm.name.clone(),
                         host: spec.host.clone(),
+                        datastore_declared: spec.datastore.is_some(),
                         config,
                     },
                 ))

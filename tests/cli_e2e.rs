@@ -309,7 +309,7 @@ fn removed_vms_are_deleted_only_with_prune_and_never_when_protected() {
 }
 
 #[test]
-fn a_protected_vm_is_not_replaced_and_a_clash_with_an_unmanaged_vm_is_refused() {
+fn disks_are_never_shrunk_nor_deleted_and_a_clash_with_an_unmanaged_vm_is_refused() {
     let sim = Simulator::start();
     let inv = Inventory::new(
         &sim,
@@ -330,9 +330,20 @@ fn a_protected_vm_is_not_replaced_and_a_clash_with_an_unmanaged_vm_is_refused() 
     assert!(
         shrink
             .stdout()
-            .contains("is protected and cannot be replaced"),
+            .contains("disk 0 is 2GiB on the host, the manifest says 1GiB: disks never shrink"),
         "{}",
         shrink.stdout()
+    );
+    inv.set_vms(
+        &vm("db-01", 1, "1GiB", "off", "  protect: true\n")
+            .replace("  disks: [ { size: 1GiB } ]\n", "  disks: []\n"),
+    );
+    let removed = inv.ceso(&sim, &["plan", "DIR"]);
+    removed.expect(1);
+    assert!(
+        removed.stdout().contains("ceso never deletes disks"),
+        "{}",
+        removed.stdout()
     );
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(1);
@@ -376,7 +387,7 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     assert!(
         stale
             .stderr()
-            .contains("VM web-01 on host esxi-01 changed since the plan was made"),
+            .contains("VM web-01 on host esxi-01 changed since the plan was made: cpu 1 → 3"),
         "{}",
         stale.stderr()
     );
@@ -800,4 +811,67 @@ fn insecure_mode_works_but_warns_on_every_run() {
             run.stderr()
         );
     }
+}
+
+#[test]
+fn a_vm_power_cycled_for_a_change_that_fails_is_powered_back_on() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("app-01", 1, "1GiB", "on", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let app = find_vm(&sim, "app-01").unwrap();
+    sim.inject_fault(&format!(
+        "ReconfigVM_Task@{}=task:InvalidArgument*1",
+        app.moref
+    ));
+    inv.set_vms(&vm("app-01", 2, "1GiB", "on", ""));
+    let run = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    run.expect(1);
+    assert!(
+        run.stdout().contains("reconfigure app-01 FAILED"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("power on app-01 done"),
+        "{}",
+        run.stdout()
+    );
+    let app = find_vm(&sim, "app-01").unwrap();
+    assert_eq!((app.num_cpu, app.power_state.as_str()), (1, "poweredOn"));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(find_vm(&sim, "app-01").unwrap().num_cpu, 2);
+}
+
+#[test]
+fn a_hand_edited_plan_that_targets_an_unmanaged_vm_is_refused() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&vm("web-01", 1, "1GiB", "on", ""));
+    let plan_file = inv.dir.path().join("edited.plan");
+    let plan_arg = plan_file.display().to_string();
+    inv.ceso(&sim, &["plan", "DIR", "--out", &plan_arg])
+        .expect(2);
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    for step in edited["steps"].as_array_mut().unwrap() {
+        step["op"]["moref"] = serde_json::json!("vm-9"); // the simulator's own ha-host_VM0
+    }
+    std::fs::write(&plan_file, edited.to_string()).unwrap();
+    let run = inv.ceso(&sim, &["apply", &plan_arg]);
+    run.expect(1);
+    assert!(
+        run.stderr()
+            .contains("acts on VM vm-9, which the plan did not observe"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        find_vm(&sim, "ha-host_VM0").unwrap().power_state,
+        "poweredOn"
+    );
+    assert_eq!(find_vm(&sim, "web-01").unwrap().power_state, "poweredOff");
 }

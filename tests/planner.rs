@@ -161,12 +161,13 @@ fn a_protected_vm_is_never_deleted_nor_replaced() {
     assert!(pruned.steps.is_empty());
     assert!(pruned.changes[0].notes[0].contains("protected"));
 
-    vm.config.disks = vec![10 * GIB]; // shrinking forces replacement
-    let shrink = plan(&desired(vec![vm], false), &fake.state.borrow(), false);
-    assert_eq!(shrink.changes[0].action, Action::Replace);
-    assert!(shrink.steps.is_empty());
+    vm.config.datastore = "datastore2".into(); // moving it means replacing it
+    vm.datastore_declared = true;
+    let moved = plan(&desired(vec![vm], false), &fake.state.borrow(), false);
+    assert_eq!(moved.changes[0].action, Action::Replace);
+    assert!(moved.steps.is_empty());
     assert!(
-        shrink
+        moved
             .diagnostics
             .iter()
             .any(|d| d.is_error() && d.message.contains("protected"))
@@ -174,10 +175,55 @@ fn a_protected_vm_is_never_deleted_nor_replaced() {
 }
 
 #[test]
-fn shrinking_a_disk_of_an_unprotected_vm_replaces_it() {
+fn disks_never_shrink_and_are_never_deleted() {
+    let mut vm = desired_vm("web-01", 2, 4, Power::On);
+    vm.config.disks = vec![20 * GIB, 10 * GIB];
+    let fake = converged(&desired(vec![vm.clone()], false));
+
+    vm.config.disks = vec![10 * GIB, 10 * GIB];
+    let shrink = plan(
+        &desired(vec![vm.clone()], false),
+        &fake.state.borrow(),
+        false,
+    );
+    assert!(shrink.steps.is_empty());
+    let messages: Vec<_> = shrink
+        .diagnostics
+        .iter()
+        .map(|d| (d.field.clone().unwrap(), d.message.clone()))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![(
+            "spec.disks[0].size".to_owned(),
+            "disk 0 is 20GiB on the host, the manifest says 10GiB: disks never shrink".to_owned()
+        )]
+    );
+
+    vm.config.disks = vec![20 * GIB];
+    let removed = plan(&desired(vec![vm], false), &fake.state.borrow(), false);
+    assert!(removed.steps.is_empty());
+    assert!(
+        removed.diagnostics[0].message.contains("disk 1 of 10GiB"),
+        "{:?}",
+        removed.diagnostics
+    );
+    assert!(
+        removed.diagnostics[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("ceso never deletes disks")
+    );
+}
+
+#[test]
+fn a_declared_datastore_change_replaces_an_unprotected_vm() {
     let mut vm = desired_vm("web-01", 2, 4, Power::On);
     let fake = converged(&desired(vec![vm.clone()], false));
-    vm.config.disks = vec![10 * GIB];
+    fake.state.borrow_mut().datastores.push("datastore2".into());
+    vm.config.datastore = "datastore2".into();
+    vm.datastore_declared = true;
     let plan = plan(
         &desired(vec![vm.clone()], false),
         &fake.state.borrow(),
@@ -186,15 +232,98 @@ fn shrinking_a_disk_of_an_unprotected_vm_replaces_it() {
     assert_eq!(plan.changes[0].action, Action::Replace);
     assert!(plan.changes[0].fields[0].forces_replacement);
     assert_eq!(
-        step_descriptions(&plan)[1..],
+        step_descriptions(&plan),
         [
-            "destroy VM web-01 (101)".to_owned(),
-            "create VM web-01".to_owned(),
-            "power on web-01".to_owned()
+            "power off web-01",
+            "destroy VM web-01 (101)",
+            "create VM web-01",
+            "power on web-01"
         ]
     );
     apply_all(&fake, &plan);
     assert!(!common::plan(&desired(vec![vm], false), &fake.state.borrow(), false).has_changes());
+}
+
+#[test]
+fn changing_the_host_default_datastore_leaves_existing_vms_where_they_are() {
+    let vm = desired_vm("web-01", 2, 4, Power::On);
+    let fake = converged(&desired(vec![vm.clone()], false));
+    let mut moved_default = desired(vec![vm], false);
+    moved_default
+        .vms
+        .get_mut("web-01")
+        .unwrap()
+        .config
+        .datastore = "datastore2".into();
+    let plan = plan(&moved_default, &fake.state.borrow(), false);
+    assert!(
+        !plan.has_changes(),
+        "{}",
+        render::human(&plan, render::Colour::Never)
+    );
+}
+
+#[test]
+fn a_power_cycle_powers_the_vm_back_on_even_when_the_change_fails() {
+    let before = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&before);
+    let after = desired(vec![desired_vm("web-01", 4, 4, Power::On)], false);
+    let plan = plan(&after, &fake.state.borrow(), false);
+    let power_on = &plan.steps[2];
+    assert_eq!(
+        (
+            power_on.depends_on.clone(),
+            power_on.after.clone(),
+            power_on.compensating
+        ),
+        (vec![0], vec![1], true)
+    );
+
+    let mut failing = FakeHost::new(fake.state.borrow().clone());
+    failing.fail_reconfigure = true;
+    let (host, report, events) = execute_plan(failing, &plan, 4);
+    assert_eq!(report.failed(), 1);
+    assert!(
+        events.contains(&"succeeded power on web-01".to_owned()),
+        "{events:#?}"
+    );
+    assert_eq!(
+        host.state.borrow().vms[0].power,
+        Some(PowerState::PoweredOn)
+    );
+}
+
+#[test]
+fn a_protect_marker_removed_on_the_host_is_put_back() {
+    let mut vm = desired_vm("db-01", 1, 1, Power::On);
+    vm.config.protect = true;
+    let desired = desired(vec![vm], false);
+    let fake = converged(&desired);
+    fake.state.borrow_mut().vms[0]
+        .extra_config
+        .remove("ceso.protect");
+    let plan = plan(&desired, &fake.state.borrow(), false);
+    assert_eq!(step_descriptions(&plan), ["reconfigure db-01"]);
+    assert!(plan.changes[0].fields[0].drift);
+    apply_all(&fake, &plan);
+    assert!(fake.state.borrow().vms[0].is_protected());
+}
+
+#[test]
+fn a_suspended_vm_is_powered_off_before_a_change_that_needs_it() {
+    let before = desired(vec![desired_vm("web-01", 2, 4, Power::On)], false);
+    let fake = converged(&before);
+    fake.state.borrow_mut().vms[0].power = Some(PowerState::Suspended);
+    let plan = plan(
+        &desired(vec![desired_vm("web-01", 4, 4, Power::On)], false),
+        &fake.state.borrow(),
+        false,
+    );
+    assert!(plan.changes[0].power_cycle);
+    assert_eq!(
+        step_descriptions(&plan),
+        ["power off web-01", "reconfigure web-01", "power on web-01"]
+    );
 }
 
 #[test]
@@ -318,6 +447,9 @@ proptest! {
         let target = desired(after, false);
         let plan = common::plan(&target, &fake.state.borrow(), true);
         prop_assume!(plan.diagnostics.is_empty());
+        for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+            prop_assert!(plan.steps.iter().any(|s| s.resource == change.address), "{} has no step", change.address);
+        }
         apply_all(&fake, &plan);
         let again = common::plan(&target, &fake.state.borrow(), true);
         prop_assert!(!again.has_changes(), "{}", render::human(&again, render::Colour::Never));

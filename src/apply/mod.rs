@@ -11,6 +11,9 @@ use futures::stream::FuturesUnordered;
 use crate::host::{Host, HostOp};
 use crate::plan::{Plan, Step};
 
+/// Why steps were skipped after Ctrl-C.
+pub const INTERRUPTED: &str = "the run was interrupted before this step started";
+
 /// Default number of steps run at the same time.
 pub const DEFAULT_PARALLELISM: usize = 4;
 
@@ -52,6 +55,13 @@ impl ApplyReport {
     /// Whether every step succeeded.
     pub fn is_success(&self) -> bool {
         self.failed() == 0 && self.skipped() == 0
+    }
+
+    /// Whether the run was stopped (Ctrl-C) before every step could start.
+    pub fn was_interrupted(&self) -> bool {
+        self.outcomes
+            .values()
+            .any(|o| matches!(o, StepOutcome::Skipped(r) if r == INTERRUPTED))
     }
 }
 
@@ -107,8 +117,8 @@ pub async fn execute<H: Host>(
                         "step {dep} ({}) did not succeed",
                         plan.steps[dep].description
                     ))
-                } else if stopping {
-                    Some("the run was interrupted before this step started".to_owned())
+                } else if stopping && !step.compensating {
+                    Some(INTERRUPTED.to_owned())
                 } else if !hosts.contains_key(&step.host) {
                     Some(format!("host {} is not connected", step.host))
                 } else {
@@ -121,10 +131,13 @@ pub async fn execute<H: Host>(
                     progress = true;
                     continue;
                 }
-                let ready = step
-                    .depends_on
-                    .iter()
-                    .all(|dep| matches!(report.outcomes.get(dep), Some(StepOutcome::Succeeded)));
+                let ready =
+                    step.depends_on.iter().all(|dep| {
+                        matches!(report.outcomes.get(dep), Some(StepOutcome::Succeeded))
+                    }) && step
+                        .after
+                        .iter()
+                        .all(|dep| report.outcomes.contains_key(dep));
                 if ready && running.len() < parallelism {
                     pending.remove(&id);
                     let op = with_moref(&step.op, &created, &step.resource);
@@ -140,6 +153,15 @@ pub async fn execute<H: Host>(
             }
         }
         if running.is_empty() {
+            // Whatever is still pending waits for a step that can never finish (a malformed
+            // plan): say so rather than leaving it unaccounted for.
+            for id in std::mem::take(&mut pending) {
+                let reason = "its dependencies can never be satisfied (malformed plan)";
+                hook.step_skipped(&plan.steps[id], reason);
+                report
+                    .outcomes
+                    .insert(id, StepOutcome::Skipped(reason.to_owned()));
+            }
             break;
         }
         let finished = tokio::select! {

@@ -12,7 +12,9 @@ use super::plan::print_plan;
 use super::{CommandError, Outcome};
 use crate::apply::{ApplyHook, DEFAULT_PARALLELISM, execute};
 use crate::diagnostic::has_errors;
-use crate::plan::{PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons};
+use crate::plan::{
+    PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons, structure_problems,
+};
 use crate::state::{LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
 
 /// Arguments of `ceso apply`.
@@ -53,8 +55,19 @@ pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError>
     result
 }
 
+/// A saved plan is a JSON document; an inventory is a directory or YAML.
 fn is_saved_plan(path: &Path) -> bool {
-    path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json")
+    use std::io::Read;
+    let mut first = [0u8; 64];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let read = if path.is_file() {
+        file.read(&mut first).unwrap_or(0)
+    } else {
+        0
+    };
+    first[..read].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 async fn plan_and_execute(
@@ -121,6 +134,17 @@ fn read_saved_plan(path: &Path) -> Result<Plan, CommandError> {
             "plan file {} has errors; it cannot be applied",
             path.display()
         )));
+    }
+    let problems = structure_problems(&plan);
+    if !problems.is_empty() {
+        return Err(CommandError::with_hint(
+            format!(
+                "plan file {} is malformed; nothing was changed:\n  - {}",
+                path.display(),
+                problems.join("\n  - ")
+            ),
+            "plan files are written by `ceso plan DIR --out FILE` and must not be edited",
+        ));
     }
     Ok(plan)
 }
@@ -208,6 +232,8 @@ async fn run_steps(
     run.steps_skipped = report.skipped();
     run.status = if report.is_success() {
         RunStatus::Succeeded
+    } else if report.was_interrupted() {
+        RunStatus::Interrupted
     } else {
         RunStatus::Failed
     };
@@ -313,11 +339,10 @@ impl ApplyHook for AuditHook<'_> {
     }
 }
 
-/// Current time, RFC 3339, in seconds.
+/// Current time, RFC 3339 with milliseconds (fixed width, so it sorts as text).
 pub fn now() -> String {
-    let now = jiff::Timestamp::now();
-    now.round(jiff::Unit::Millisecond)
-        .unwrap_or(now)
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
 

@@ -86,10 +86,7 @@ pub async fn observe(hosts: &Hosts) -> Result<ObservedState, CommandError> {
 pub fn new_plan_meta(inventory: &Path) -> PlanMeta {
     PlanMeta {
         plan_id: uuid::Uuid::new_v4().to_string(),
-        created_at: jiff::Timestamp::now()
-            .round(jiff::Unit::Second)
-            .unwrap_or(jiff::Timestamp::now())
-            .to_string(),
+        created_at: super::apply::now(),
         ceso_version: env!("CARGO_PKG_VERSION").to_owned(),
         inventory: Some(inventory.to_path_buf()),
     }

@@ -197,6 +197,17 @@ pub enum EsxiError {
         message: String,
     },
 
+    /// A destroy was refused because the VM is not ceso's to destroy.
+    #[error("refusing to destroy VM {vm:?} ({moref}): {reason}; nothing was changed")]
+    DestroyRefused {
+        /// The VM name.
+        vm: String,
+        /// Its managed object reference.
+        moref: String,
+        /// Why (not created by ceso, or protected).
+        reason: &'static str,
+    },
+
     /// The inventory lacks something the client needs (datacenter, VM folder, resource pool).
     #[error("unexpected inventory on {address}: {message}")]
     Inventory {

@@ -281,6 +281,11 @@ async fn task_timeout_and_task_errors() {
             "PowerOnVM_Task" => response(method, r#"<returnval type="Task">haTask-1</returnval>"#),
             "PowerOffVM_Task" => response(method, r#"<returnval type="Task">haTask-2</returnval>"#),
             "RetrievePropertiesEx" if body.contains("haTask-1") => task_info("haTask-1", "running", ""),
+            // The destroy guard reads the VM's extraConfig: it is ceso's.
+            "RetrievePropertiesEx" if body.contains("config.extraConfig") => response(
+                method,
+                r#"<returnval><objects><obj type="VirtualMachine">3</obj><propSet><name>config.extraConfig</name><val xmlns:x="http://www.w3.org/2001/XMLSchema-instance" x:type="ArrayOfOptionValue"><OptionValue><key>ceso.managed</key><value x:type="xsd:string">web</value></OptionValue></val></propSet></objects></returnval>"#,
+            ),
             "RetrievePropertiesEx" => {
                 let x = r#"xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance""#;
                 task_info(
@@ -456,5 +461,44 @@ async fn observe_starts_over_when_the_session_expired_mid_read() {
             "RetrievePropertiesEx",
             "DestroyView"
         ]
+    );
+}
+
+#[tokio::test]
+async fn destroy_is_refused_for_a_vm_ceso_did_not_create() {
+    let destroyed = Arc::new(Mutex::new(false));
+    let d = Arc::clone(&destroyed);
+    let (url, _) = serve(Box::new(move |method, _| {
+        if let Some(r) = connect_reply(method) {
+            return r;
+        }
+        match method {
+            "RetrievePropertiesEx" => response(
+                method,
+                r#"<returnval><objects><obj type="VirtualMachine">7</obj><propSet><name>config.extraConfig</name><val xmlns:x="http://www.w3.org/2001/XMLSchema-instance" x:type="ArrayOfOptionValue"><OptionValue><key>govcsim</key><value x:type="xsd:string">TRUE</value></OptionValue></val></propSet></objects></returnval>"#,
+            ),
+            "Destroy_Task" => {
+                *d.lock().expect("flag") = true;
+                response(method, r#"<returnval type="Task">haTask-9</returnval>"#)
+            }
+            _ => fault("MethodNotFound", method),
+        }
+    }))
+    .await;
+    let client = EsxiClient::connect(options(url, Duration::from_secs(5)))
+        .await
+        .expect("connect");
+    let op = HostOp::DestroyVm {
+        moref: Some("7".into()),
+        vm: "legacy".into(),
+    };
+    let err = client.execute(&op).await.expect_err("refused");
+    assert!(
+        matches!(&err, EsxiError::DestroyRefused { moref, .. } if moref == "7"),
+        "{err}"
+    );
+    assert!(
+        !*destroyed.lock().expect("flag"),
+        "Destroy_Task was never sent"
     );
 }

@@ -8,7 +8,10 @@ use super::envelope::method_body;
 use super::error::EsxiError;
 use super::properties::{FilterSpec, device_key, is_disk, is_nic, traversal};
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
-use crate::host::{DiskChange, HostOp, NicChange, OpOutcome, VmCreateSpec, VmReconfigSpec};
+use crate::host::{
+    DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome, PROTECT_KEY, VmCreateSpec,
+    VmReconfigSpec,
+};
 
 /// Device key of the SCSI controller created together with a VM's disks.
 const NEW_CONTROLLER_KEY: i32 = -100;
@@ -380,9 +383,7 @@ impl EsxiClient {
                 self.power_task("PowerOffVM_Task", "poweredOff", moref.as_deref(), vm)
                     .await
             }
-            HostOp::DestroyVm { moref, vm } => {
-                self.vm_task("Destroy_Task", moref.as_deref(), vm).await
-            }
+            HostOp::DestroyVm { moref, vm } => self.destroy_managed(moref.as_deref(), vm).await,
         }
     }
 
@@ -455,6 +456,33 @@ impl EsxiClient {
             .await
             .map_err(|e| vm_gone(e, vm))?;
         Ok(OpOutcome::default())
+    }
+
+    /// Destroys a VM, but only one that carries ceso's marker and is not protected: the last
+    /// guard against a plan that names the wrong VM (costs one extra read).
+    async fn destroy_managed(&self, moref: Option<&str>, vm: &str) -> Result<OpOutcome, EsxiError> {
+        let vm_ref = self.resolve_vm(moref, vm).await?;
+        let found = self
+            .retrieve_one(&vm_ref, &["config.extraConfig"])
+            .await
+            .map_err(|e| vm_gone(e, vm))?;
+        let extra = found
+            .as_ref()
+            .and_then(|o| o.prop("config.extraConfig"))
+            .map(super::properties::fold_extra_config)
+            .unwrap_or_default();
+        let refuse = |reason| EsxiError::DestroyRefused {
+            vm: vm.to_owned(),
+            moref: vm_ref.value.clone(),
+            reason,
+        };
+        if extra.get(MANAGED_KEY).is_none_or(|name| name.is_empty()) {
+            return Err(refuse("it was not created by ceso"));
+        }
+        if extra.get(PROTECT_KEY).map(String::as_str) == Some("true") {
+            return Err(refuse("it is protected"));
+        }
+        self.vm_task("Destroy_Task", Some(&vm_ref.value), vm).await
     }
 
     /// A power operation that succeeds when the VM is already in the wanted state: a task that

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::fingerprint::host_fingerprints;
 use super::model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
     Summary, UnmanagedVm,
@@ -95,34 +96,6 @@ pub fn diff(
         diagnostics,
         observed: fingerprints,
     }
-}
-
-/// A short, stable hash of what the host reports about a VM.
-pub fn fingerprint(vm: &ObservedVm) -> String {
-    let json = serde_json::to_vec(vm).expect("observed VMs serialize");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &json);
-    let hex: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{}:{hex}", vm.moref)
-}
-
-/// Fingerprints of the VMs a plan of this host depends on: every VM ceso manages, and every VM
-/// whose name is one of `names` (the VMs the plan declares). Keyed by VM name.
-pub fn host_fingerprints(host: &ObservedHost, names: &BTreeSet<&str>) -> BTreeMap<String, String> {
-    let mut fingerprints = BTreeMap::new();
-    for vm in &host.vms {
-        if vm.managed_name().is_some() || names.contains(vm.name.as_str()) {
-            let key = if fingerprints.contains_key(&vm.name) {
-                format!("{} ({})", vm.name, vm.moref)
-            } else {
-                vm.name.clone()
-            };
-            fingerprints.insert(key, fingerprint(vm));
-        }
-    }
-    fingerprints
 }
 
 /// The datastore named in a `[datastore] dir/file.vmx` path.
@@ -267,6 +240,8 @@ impl Planner {
             host: host.to_owned(),
             description,
             depends_on: after.into_iter().collect(),
+            after: vec![],
+            compensating: false,
             op,
         });
         id
@@ -334,12 +309,21 @@ impl Planner {
         self.create_steps(vm, None);
     }
 
-    fn update(&mut self, vm: &DesiredVm, observed: &ObservedVm) {
+    fn update(&mut self, declared: &DesiredVm, observed: &ObservedVm) {
+        let vm = &effective(declared, observed);
         let applied: Option<VmSettings> = observed
             .extra_config
             .get(APPLIED_KEY)
             .and_then(|json| serde_json::from_str(json).ok());
         let comparison = compare(&vm.config, observed, applied.as_ref());
+        for problem in &comparison.problems {
+            self.diagnostics.push(
+                Diagnostic::error(problem.message.clone())
+                    .resource(address(&vm.name))
+                    .field(format!("spec.{}", problem.field))
+                    .hint(problem.hint.clone()),
+            );
+        }
         let protected = vm.config.protect || observed.is_protected();
         let mut change = ResourceChange {
             address: address(&vm.name),
@@ -350,6 +334,18 @@ impl Planner {
             power_cycle: false,
             notes: vec![],
         };
+        if !comparison.problems.is_empty() {
+            change
+                .notes
+                .push("left as it is: see the errors below".to_owned());
+            self.changes.push(change);
+            return;
+        }
+        let moref = Some(observed.moref.clone());
+        let running = matches!(
+            observed.power,
+            Some(PowerState::PoweredOn | PowerState::Suspended)
+        );
         if comparison.fields.iter().any(|f| f.forces_replacement) {
             change.action = Action::Replace;
             if protected {
@@ -360,30 +356,23 @@ impl Planner {
                         .hint("revert the change that forces replacement (see the plan), or set `protect: false` first if losing the VM is intended"),
                 );
             } else {
-                change.power_cycle = observed.power == Some(PowerState::PoweredOn);
+                change.power_cycle = running;
                 let mut last = None;
                 if change.power_cycle {
                     last = Some(self.push_step(
                         &vm.name,
                         &vm.host,
                         format!("power off {}", vm.name),
-                        HostOp::PowerOff {
-                            moref: Some(observed.moref.clone()),
-                            vm: vm.name.clone(),
-                        },
+                        power_off(&moref, vm),
                         None,
                     ));
                 }
-                let destroyed = self.push_step(
-                    &vm.name,
-                    &vm.host,
-                    format!("destroy VM {} ({})", vm.name, observed.moref),
-                    HostOp::DestroyVm {
-                        moref: Some(observed.moref.clone()),
-                        vm: vm.name.clone(),
-                    },
-                    last,
-                );
+                let destroy = HostOp::DestroyVm {
+                    moref: moref.clone(),
+                    vm: vm.name.clone(),
+                };
+                let description = format!("destroy VM {} ({})", vm.name, observed.moref);
+                let destroyed = self.push_step(&vm.name, &vm.host, description, destroy, last);
                 self.create_steps(vm, Some(destroyed));
             }
             self.changes.push(change);
@@ -391,7 +380,10 @@ impl Planner {
         }
         let needs_settings = applied.as_ref() != Some(&vm.config);
         let mut reconfig = comparison.reconfig;
-        if needs_settings || reconfig != VmReconfigSpec::default() {
+        if needs_settings
+            || reconfig != VmReconfigSpec::default()
+            || observed.is_protected() != vm.config.protect
+        {
             reconfig.extra_config.extend(marker_config(vm));
             if !vm.config.protect && observed.is_protected() {
                 reconfig
@@ -400,9 +392,8 @@ impl Planner {
             }
         }
         let has_reconfig = reconfig != VmReconfigSpec::default();
-        let observed_on = observed.power == Some(PowerState::PoweredOn);
         let want_on = vm.config.power == Power::On;
-        change.power_cycle = comparison.needs_power_off && observed_on;
+        change.power_cycle = comparison.needs_power_off && running;
         if !has_reconfig && change.fields.is_empty() {
             self.changes.push(change);
             return;
@@ -413,57 +404,69 @@ impl Planner {
                 .notes
                 .push("records the declared settings on the VM (ceso.applied)".to_owned());
         }
-        let moref = Some(observed.moref.clone());
-        let mut last = None;
-        let mut on = observed_on;
+        let mut on = observed.power == Some(PowerState::PoweredOn);
+        let mut powered_off = None;
         if change.power_cycle {
-            last = Some(self.push_step(
+            powered_off = Some(self.push_step(
                 &vm.name,
                 &vm.host,
                 format!("power off {}", vm.name),
-                HostOp::PowerOff {
-                    moref: moref.clone(),
-                    vm: vm.name.clone(),
-                },
-                last,
+                power_off(&moref, vm),
+                None,
             ));
             on = false;
         }
-        if has_reconfig {
-            last = Some(self.push_step(
-                &vm.name,
-                &vm.host,
-                format!("reconfigure {}", vm.name),
-                HostOp::ReconfigureVm {
-                    moref: moref.clone(),
-                    vm: vm.name.clone(),
-                    spec: reconfig,
-                },
-                last,
-            ));
-        }
-        let suspended = observed.power == Some(PowerState::Suspended) && !change.power_cycle;
-        if want_on && !on {
+        let reconfigured = has_reconfig.then(|| {
+            let op = HostOp::ReconfigureVm {
+                moref: moref.clone(),
+                vm: vm.name.clone(),
+                spec: reconfig,
+            };
             self.push_step(
                 &vm.name,
                 &vm.host,
-                format!("power on {}", vm.name),
-                HostOp::PowerOn {
-                    moref,
-                    vm: vm.name.clone(),
-                },
-                last,
-            );
+                format!("reconfigure {}", vm.name),
+                op,
+                powered_off,
+            )
+        });
+        let suspended = observed.power == Some(PowerState::Suspended) && !change.power_cycle;
+        if want_on && !on {
+            let power_on = HostOp::PowerOn {
+                moref,
+                vm: vm.name.clone(),
+            };
+            match (powered_off, reconfigured) {
+                // Powering back on undoes the power-off whatever became of the reconfiguration,
+                // and also when the run is interrupted: a declared-on VM is not left off.
+                (Some(off), Some(reconfigure)) => {
+                    let id = self.push_step(
+                        &vm.name,
+                        &vm.host,
+                        format!("power on {}", vm.name),
+                        power_on,
+                        Some(off),
+                    );
+                    self.steps[id].after = vec![reconfigure];
+                    self.steps[id].compensating = true;
+                }
+                _ => {
+                    self.push_step(
+                        &vm.name,
+                        &vm.host,
+                        format!("power on {}", vm.name),
+                        power_on,
+                        reconfigured.or(powered_off),
+                    );
+                }
+            }
         } else if !want_on && (on || suspended) {
             self.push_step(
                 &vm.name,
                 &vm.host,
                 format!("power off {}", vm.name),
-                HostOp::PowerOff {
-                    moref,
-                    vm: vm.name.clone(),
-                },
-                last,
+                power_off(&moref, vm),
+                reconfigured,
             );
         }
         self.changes.push(change);
@@ -516,6 +519,27 @@ impl Planner {
     }
 }
 
+/// A power-off of an existing VM.
+fn power_off(moref: &Option<String>, vm: &DesiredVm) -> HostOp {
+    HostOp::PowerOff {
+        moref: moref.clone(),
+        vm: vm.name.clone(),
+    }
+}
+
+/// The settings to hold an existing VM to: as declared, except that a datastore the VM merely
+/// inherited from its host's default stays where the VM is (changing a host's default must not
+/// replace every VM on it).
+fn effective(declared: &DesiredVm, observed: &ObservedVm) -> DesiredVm {
+    let mut vm = declared.clone();
+    if !vm.datastore_declared
+        && let Some(current) = datastore_of(&observed.vmx_path)
+    {
+        vm.config.datastore = current.to_owned();
+    }
+    vm
+}
+
 /// The extraConfig that marks a VM as ceso's and records what was applied.
 fn marker_config(vm: &DesiredVm) -> BTreeMap<String, String> {
     let mut config = BTreeMap::new();
@@ -541,9 +565,17 @@ fn added(field: &str, after: String) -> FieldChange {
     }
 }
 
+/// A difference ceso refuses to resolve (it would lose data).
+struct Problem {
+    field: String,
+    message: String,
+    hint: String,
+}
+
 #[derive(Default)]
 struct Comparison {
     fields: Vec<FieldChange>,
+    problems: Vec<Problem>,
     reconfig: VmReconfigSpec,
     needs_power_off: bool,
 }
@@ -630,42 +662,38 @@ fn compare(
         let drift = unchanged_since_apply(&|s| format!("{:?}", s.disks.get(index)));
         match (observed.disks.get(index), desired.disks.get(index)) {
             (Some(disk), Some(&want)) if disk.capacity_bytes < want => {
-                out.field(
-                    field,
-                    Some(size(disk.capacity_bytes)),
-                    Some(size(want)),
-                    drift,
-                );
-                out.reconfig.disks.push(DiskChange::Grow {
-                    key: disk.key,
-                    size_bytes: want,
-                });
+                out.field(field, Some(size(disk.capacity_bytes)), Some(size(want)), drift);
+                out.reconfig.disks.push(DiskChange::Grow { key: disk.key, size_bytes: want });
             }
-            (Some(disk), Some(&want)) if disk.capacity_bytes > want => {
-                out.field(
-                    field,
-                    Some(size(disk.capacity_bytes)),
-                    Some(size(want)),
-                    drift,
-                )
-                .forces_replacement = true;
-            }
-            (Some(_), Some(_)) => {}
+            (Some(disk), Some(&want)) if disk.capacity_bytes > want => out.problems.push(Problem {
+                field,
+                message: format!(
+                    "disk {index} is {} on the host, the manifest says {}: disks never shrink",
+                    size(disk.capacity_bytes),
+                    size(want)
+                ),
+                hint: format!(
+                    "declare at least {}; to get a smaller disk, add a new one and move the data",
+                    size(disk.capacity_bytes)
+                ),
+            }),
+            (Some(_), Some(_)) | (None, None) => {}
             (None, Some(&want)) => {
                 out.field(field, None, Some(size(want)), drift);
-                out.reconfig
-                    .disks
-                    .push(DiskChange::Add { size_bytes: want });
+                out.reconfig.disks.push(DiskChange::Add { size_bytes: want });
             }
-            (Some(disk), None) => {
-                out.field(field, Some(size(disk.capacity_bytes)), None, drift)
-                    .requires_power_off = true;
-                out.reconfig
-                    .disks
-                    .push(DiskChange::Remove { key: disk.key });
-                out.needs_power_off = true;
-            }
-            (None, None) => {}
+            (Some(disk), None) => out.problems.push(Problem {
+                field: "disks".to_owned(),
+                message: format!(
+                    "the VM has a disk {index} of {} ({}) that the manifest does not declare",
+                    size(disk.capacity_bytes),
+                    disk.file_name
+                ),
+                hint: format!(
+                    "ceso never deletes disks: declare it (`- size: {}`), or detach it in the host client after saving its data",
+                    size(disk.capacity_bytes)
+                ),
+            }),
         }
     }
     for index in 0..observed.nics.len().max(desired.networks.len()) {

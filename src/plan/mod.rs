@@ -1,15 +1,15 @@
 //! Plans: the model, the pure planner that makes them, and their renderings.
 
 mod diff;
+mod fingerprint;
 mod model;
 pub mod render;
 mod stale;
 
-pub use diff::{
-    ObservedState, PlanMeta, PlanOptions, datastore_of, diff, fingerprint, host_fingerprints,
-};
+pub use diff::{ObservedState, PlanMeta, PlanOptions, datastore_of, diff};
+pub use fingerprint::{VmFingerprint, differences, fingerprint, host_fingerprints};
 pub use model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
     Summary, UnmanagedVm,
 };
-pub use stale::stale_reasons;
+pub use stale::{stale_reasons, structure_problems};

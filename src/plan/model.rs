@@ -98,8 +98,16 @@ pub struct Step {
     pub host: String,
     /// One line for people, e.g. `power off web-01`.
     pub description: String,
+    /// Steps that must have succeeded first; when one did not, this step is skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<usize>,
+    /// Steps that must have finished first, whatever their outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<usize>,
+    /// Puts back what an earlier step undid (powering a VM back on after a power cycle), so it
+    /// runs even when the run is interrupted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compensating: bool,
     pub op: HostOp,
 }
 
@@ -113,7 +121,8 @@ pub struct UnmanagedVm {
 
 /// Fingerprints of the VMs a plan depends on, per host then VM name: a saved plan is refused
 /// when any of them changed.
-pub type ObservedFingerprints = BTreeMap<String, BTreeMap<String, String>>;
+pub type ObservedFingerprints =
+    BTreeMap<String, BTreeMap<String, super::fingerprint::VmFingerprint>>;
 
 /// Counts per action, for the summary line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -118,7 +118,7 @@ fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {
     if change.power_cycle {
         let _ = writeln!(
             out,
-            "  # the VM is powered off for this change (and powered on again if declared on)"
+            "  # the VM is powered off for this change (a hard power-off: the guest is not shut down\n  # cleanly) and powered on again if declared on, even if the change fails"
         );
     }
     for note in &change.notes {

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::diff::{ObservedState, host_fingerprints};
+use super::diff::ObservedState;
+use super::fingerprint::{differences, host_fingerprints};
 use super::model::Plan;
+use crate::host::HostOp;
 
 /// Why a saved plan no longer fits the hosts; empty when it still does.
 pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
@@ -25,7 +27,8 @@ pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
             match now.get(vm) {
                 None => reasons.push(format!("VM {vm} on host {host} no longer exists")),
                 Some(current) if current != fingerprint => reasons.push(format!(
-                    "VM {vm} on host {host} changed since the plan was made"
+                    "VM {vm} on host {host} changed since the plan was made: {}",
+                    differences(fingerprint, current).join(", ")
                 )),
                 Some(_) => {}
             }
@@ -37,4 +40,51 @@ pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
         }
     }
     reasons
+}
+
+/// What is wrong with the shape of a plan read from a file (edited by hand or damaged): steps
+/// out of order, dependencies that point nowhere or forward, or operations on VMs the plan never
+/// observed. A plan made by `ceso plan` has none of these.
+pub fn structure_problems(plan: &Plan) -> Vec<String> {
+    let mut problems = Vec::new();
+    let observed_morefs: BTreeSet<&str> = plan
+        .observed
+        .values()
+        .flat_map(|vms| vms.values())
+        .map(|fingerprint| fingerprint.moref.as_str())
+        .collect();
+    for (index, step) in plan.steps.iter().enumerate() {
+        if step.id != index {
+            problems.push(format!("step {index} has id {}", step.id));
+        }
+        if !plan.hosts.contains_key(&step.host) {
+            problems.push(format!(
+                "step {index} is for host {}, which the plan does not list",
+                step.host
+            ));
+        }
+        for dep in step.depends_on.iter().chain(&step.after) {
+            if *dep >= index {
+                problems.push(format!(
+                    "step {index} waits for step {dep}, which does not come before it"
+                ));
+            }
+        }
+        let moref = match &step.op {
+            HostOp::CreateVm { .. } => None,
+            HostOp::ReconfigureVm { moref, .. }
+            | HostOp::PowerOn { moref, .. }
+            | HostOp::PowerOff { moref, .. }
+            | HostOp::DestroyVm { moref, .. } => moref.as_deref(),
+        };
+        if let Some(moref) = moref
+            && !observed_morefs.contains(moref)
+        {
+            problems.push(format!(
+                "step {index} ({}) acts on VM {moref}, which the plan did not observe as one it may change",
+                step.description
+            ));
+        }
+    }
+    problems
 }

@@ -28,6 +28,8 @@ pub struct FakeError(pub String);
 pub struct FakeHost {
     pub state: RefCell<ObservedHost>,
     pub fail_on: BTreeSet<String>,
+    /// Every reconfiguration fails.
+    pub fail_reconfigure: bool,
     pub next_moref: RefCell<u32>,
     pub log: RefCell<Vec<String>>,
 }
@@ -91,7 +93,9 @@ impl FakeHost {
             | HostOp::DestroyVm { vm, .. } => vm.clone(),
         };
         self.log.borrow_mut().push(format!("{op:?}"));
-        if self.fail_on.contains(&vm_name) {
+        if self.fail_on.contains(&vm_name)
+            || (self.fail_reconfigure && matches!(op, HostOp::ReconfigureVm { .. }))
+        {
             return Err(FakeError(format!("injected fault for {vm_name}")));
         }
         match op {
@@ -259,6 +263,7 @@ pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> Desire
     DesiredVm {
         name: name.into(),
         host: "esxi-01".into(),
+        datastore_declared: false,
         config: VmSettings {
             cpu,
             memory_mib: memory_gib * 1024,
