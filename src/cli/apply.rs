@@ -42,14 +42,15 @@ pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError>
         os_user: os_user(),
         started_at: now(),
     };
-    if let Some(stale) = store.acquire_apply_lock(&holder)? {
+    let (lock, stale) = store.acquire_apply_lock(&holder)?;
+    if let Some(stale) = stale {
         eprintln!(
-            "warning: took over the apply lock of run {} (pid {} is gone); that run is marked interrupted",
-            stale.run_id, stale.pid
+            "warning: took over the apply lock of run {} (pid {} on {} ended without releasing it); that run is marked interrupted",
+            stale.run_id, stale.pid, stale.hostname
         );
     }
     let result = plan_and_execute(&args, &store, &holder).await;
-    if let Err(e) = store.release_apply_lock(&holder.run_id) {
+    if let Err(e) = store.release_apply_lock(lock) {
         eprintln!("warning: could not release the apply lock: {e}");
     }
     result
@@ -199,21 +200,7 @@ async fn run_steps(
     store: &StateStore,
     holder: &LockHolder,
 ) -> Result<Outcome, CommandError> {
-    let mut run = RunRecord {
-        run_id: holder.run_id.clone(),
-        plan_id: plan.plan_id.clone(),
-        started_at: holder.started_at.clone(),
-        finished_at: None,
-        status: RunStatus::Running,
-        os_user: holder.os_user.clone(),
-        hostname: holder.hostname.clone(),
-        pid: holder.pid,
-        source: args.path.display().to_string(),
-        steps_total: plan.steps.len(),
-        steps_succeeded: 0,
-        steps_failed: 0,
-        steps_skipped: 0,
-    };
+    let mut run = RunRecord::running(holder, plan, args.path.display().to_string());
     store.save_run(&run)?;
     println!("\nApplying plan {} (run {}).", plan.plan_id, run.run_id);
     let hook = AuditHook {

@@ -5,7 +5,8 @@ use std::path::Path;
 use clap::Subcommand;
 
 use super::{CommandError, Outcome};
-use crate::state::{RunRecord, RunStatus, StateStore, StepEvent, process_is_alive};
+use crate::plan::ResourceChange;
+use crate::state::{RunRecord, RunStatus, StateStore, StepEvent};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -34,12 +35,13 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
         ));
     }
     let store = StateStore::open(state)?;
+    let lock = LockState::of(&store);
     match command {
         AuditCommand::List { json } => {
             let runs: Vec<RunRecord> = store
                 .runs()?
                 .into_iter()
-                .map(with_effective_status)
+                .map(|run| lock.effective_status(run))
                 .collect();
             if json {
                 println!(
@@ -70,7 +72,7 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
         }
         AuditCommand::Show { run, json } => {
             let (record, steps) = store.run(&run)?;
-            let record = with_effective_status(record);
+            let record = lock.effective_status(record);
             if json {
                 let value = serde_json::json!({ "run": record, "steps": steps });
                 println!(
@@ -96,6 +98,13 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                     record.steps_failed,
                     record.steps_skipped
                 );
+                if !record.changes.is_empty() {
+                    println!("  changes:");
+                    for change in &record.changes {
+                        print_change(change);
+                    }
+                    println!();
+                }
                 for step in steps {
                     let what = match &step.event {
                         StepEvent::Started => "started".to_owned(),
@@ -125,11 +134,56 @@ fn status(run: &RunRecord) -> String {
         .unwrap_or_default()
 }
 
-/// A run still marked running whose process is gone was interrupted (killed before it could
-/// say so; the next apply records it too when it takes over the lock).
-fn with_effective_status(mut run: RunRecord) -> RunRecord {
-    if run.status == RunStatus::Running && !process_is_alive(run.pid) {
-        run.status = RunStatus::Interrupted;
+fn print_change(change: &ResourceChange) {
+    println!(
+        "  {:>3} {} (host {})",
+        change.action.glyph(),
+        change.address,
+        change.host
+    );
+    for field in &change.fields {
+        let value = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+        println!(
+            "        {}: {} → {}",
+            field.field,
+            value(&field.before),
+            value(&field.after)
+        );
     }
-    run
+}
+
+/// Who holds the apply lock while the audit is read, as far as runs still marked `running` go.
+enum LockState {
+    /// Nobody: every run still marked `running` was interrupted.
+    Free,
+    /// This run: only it can still be running.
+    HeldBy(String),
+    /// Someone whose record cannot be read: runs marked `running` are left as they are.
+    HeldUnnamed,
+}
+
+impl LockState {
+    fn of(store: &StateStore) -> Self {
+        if !store.apply_lock_is_held() {
+            return LockState::Free;
+        }
+        match store.apply_lock_holder() {
+            Ok(Some(holder)) => LockState::HeldBy(holder.run_id),
+            Ok(None) | Err(_) => LockState::HeldUnnamed,
+        }
+    }
+
+    /// A run still marked running that does not hold the apply lock was interrupted (its process
+    /// died before it could say so; the next apply records it too when it takes the lock).
+    fn effective_status(&self, mut run: RunRecord) -> RunRecord {
+        let running = match self {
+            LockState::Free => false,
+            LockState::HeldBy(run_id) => *run_id == run.run_id,
+            LockState::HeldUnnamed => true,
+        };
+        if run.status == RunStatus::Running && !running {
+            run.status = RunStatus::Interrupted;
+        }
+        run
+    }
 }

@@ -4,7 +4,8 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::{RUNS, STEPS, StateError, StateStore, corrupt, to_json};
+use super::{LockHolder, RUNS, STEPS, StateError, StateStore, corrupt, to_json};
+use crate::plan::{Action, Plan, ResourceChange};
 
 /// How a run ended (or that it has not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +14,8 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
-    /// The process died during the run (found when the next apply took over its lock).
+    /// The process died during the run: the lock it held was released without the run being
+    /// finished (recorded when the next apply takes the lock; `ceso audit` infers it before).
     Interrupted,
 }
 
@@ -38,6 +40,42 @@ pub struct RunRecord {
     pub steps_failed: usize,
     #[serde(default)]
     pub steps_skipped: usize,
+    /// What the run was to change: the plan's resource changes, `NoOp` ones left out. Empty in
+    /// runs recorded before ceso kept them.
+    #[serde(default)]
+    pub changes: Vec<ResourceChange>,
+}
+
+impl RunRecord {
+    /// The record of a run that starts now: `running`, no step done yet, the plan's changes.
+    /// `source` is the inventory directory or saved plan file being applied.
+    pub fn running(holder: &LockHolder, plan: &Plan, source: impl Into<String>) -> Self {
+        RunRecord {
+            run_id: holder.run_id.clone(),
+            plan_id: plan.plan_id.clone(),
+            started_at: holder.started_at.clone(),
+            finished_at: None,
+            status: RunStatus::Running,
+            os_user: holder.os_user.clone(),
+            hostname: holder.hostname.clone(),
+            pid: holder.pid,
+            source: source.into(),
+            steps_total: plan.steps.len(),
+            steps_succeeded: 0,
+            steps_failed: 0,
+            steps_skipped: 0,
+            changes: recorded_changes(&plan.changes),
+        }
+    }
+}
+
+/// The changes worth recording from a plan's: every one whose action is not `NoOp`.
+pub fn recorded_changes(changes: &[ResourceChange]) -> Vec<ResourceChange> {
+    changes
+        .iter()
+        .filter(|change| change.action != Action::NoOp)
+        .cloned()
+        .collect()
 }
 
 /// What happened to a step.
@@ -86,7 +124,8 @@ impl StateStore {
         })
     }
 
-    /// All runs, oldest first.
+    /// All runs, oldest first: by `started_at` (fixed-width UTC timestamps sort as text), then
+    /// run id.
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         self.read(|txn| {
             let runs = txn.open_table(RUNS)?;

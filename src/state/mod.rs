@@ -1,5 +1,6 @@
-//! The embedded state file (redb): the audit log of every apply and the apply lock. The host is
-//! the source of truth for what exists; this file holds history and coordination only.
+//! The embedded state file (redb): the audit log of every apply and the name of the apply lock's
+//! holder. The host is the source of truth for what exists; this file holds history and
+//! coordination only. The apply lock itself is an OS file lock on `<state>.lock` (`lock.rs`).
 //!
 //! Every ceso process opens the file in redb's multi-writer mode, so `ceso audit list` works while
 //! an apply runs, and a second apply can read who holds the lock.
@@ -11,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 use redb::{ConcurrencyMode, Database, TableDefinition};
 
-pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord};
-pub use lock::{LockHolder, process_is_alive};
+pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
+pub use lock::{ApplyLock, LockHolder};
 
 /// Runs by id: JSON [`RunRecord`].
 const RUNS: TableDefinition<&str, &str> = TableDefinition::new("audit_runs");
 /// Step events by (run id, sequence): JSON [`StepRecord`].
 const STEPS: TableDefinition<(&str, u64), &str> = TableDefinition::new("audit_steps");
-/// Locks by name: JSON [`LockHolder`].
+/// Lock holders by lock name: JSON [`LockHolder`]. Names the holder only; the OS lock decides.
 const LOCKS: TableDefinition<&str, &str> = TableDefinition::new("locks");
 
 /// Default location of the state file, relative to the working directory.
@@ -31,13 +32,12 @@ pub enum StateError {
     Open { path: PathBuf, message: String },
     #[error("state file {path}: {message}")]
     Storage { path: PathBuf, message: String },
-    #[error(
-        "another apply holds the lock on {path}: run {} by {} (pid {} on {}), started {}",
-        holder.run_id, holder.os_user, holder.pid, holder.hostname, holder.started_at
-    )]
+    /// Another process holds the apply lock; `holder` names it, from its record, unless none
+    /// could be read.
+    #[error("another apply holds the lock on {path}: {}", describe_holder(holder.as_deref()))]
     LockHeld {
         path: PathBuf,
-        holder: Box<LockHolder>,
+        holder: Option<Box<LockHolder>>,
     },
     #[error("no run {run_id} in the audit log {path}")]
     UnknownRun { path: PathBuf, run_id: String },
@@ -109,6 +109,18 @@ impl StateStore {
         use redb::ReadableDatabase;
         let txn = self.db.begin_read().map_err(|e| self.storage_error(e))?;
         f(&txn).map_err(|e| self.storage_error(e))
+    }
+}
+
+fn describe_holder(holder: Option<&LockHolder>) -> String {
+    match holder {
+        Some(holder) => format!(
+            "run {} by {} (pid {} on {}), started {}",
+            holder.run_id, holder.os_user, holder.pid, holder.hostname, holder.started_at
+        ),
+        None => "a process that has not recorded who it is (not a ceso apply of this version, \
+                 or one that is starting or stopping right now)"
+            .to_owned(),
     }
 }
 
