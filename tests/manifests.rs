@@ -148,7 +148,7 @@ fn host_connection_settings_are_checked() {
     assert_eq!(
         found.len(),
         1,
-        "typed errors stop at the first per document: {found:?}"
+        "the checks of values (address, thumbprint) wait until the document's fields have the right types: {found:?}"
     );
     assert!(found[0].contains("spec.password"), "{found:?}");
     assert!(
@@ -164,7 +164,7 @@ fn host_connection_settings_are_checked() {
         problems(dir.path()),
         vec![
             "hosts.yaml:5:12 Host/esxi-01 spec.address: plain http is only allowed to a loopback address",
-            "hosts.yaml:6:15 Host/esxi-01 spec.thumbprint: this is a SHA-1 thumbprint; ceso pins the SHA-256 one",
+            "hosts.yaml:6:15 Host/esxi-01 spec.thumbprint: invalid thumbprint: this is a SHA-1 thumbprint; ceso pins SHA-256",
         ]
     );
 }
@@ -177,6 +177,10 @@ fn power_accepts_on_off_and_yaml_booleans() {
         ("true", "on"),
         ("false", "off"),
         ("\"on\"", "on"),
+        ("ON", "on"),
+        ("Off", "off"),
+        ("yes", "on"),
+        ("no", "off"),
     ] {
         let vm = format!(
             "apiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: a }}\nspec: {{ host: esxi-01, cpu: 1, memory: 1GiB, power: {written} }}\n"
@@ -185,6 +189,272 @@ fn power_accepts_on_off_and_yaml_booleans() {
         let (inventory, diagnostics) = load_inventory(dir.path());
         assert!(diagnostics.is_empty(), "{written}: {diagnostics:?}");
         assert_eq!(inventory.vms["a"].spec.power.to_string(), expected);
+    }
+}
+
+#[test]
+fn one_document_with_four_mistakes_gets_four_diagnostics() {
+    let vm = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec:
+  host: esxi-01
+  cpu: 2
+  memory: 4GB
+  colour: blue
+  powr: on
+  disks:
+    - size: 20GiB
+      type: thin
+";
+    let dir = write_inventory(&[("hosts.yaml", HOST), ("vm.yaml", vm)]);
+    assert_eq!(
+        problems(dir.path()),
+        vec![
+            "vm.yaml:7:11 VirtualMachine/web-01 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
+            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`",
+            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`",
+            "vm.yaml:12:7 VirtualMachine/web-01 spec.disks[0].type: unknown field `type`, expected `size`",
+        ]
+    );
+    let (_, diagnostics) = load_inventory(dir.path());
+    let hints: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| d.hint.as_deref().expect("every diagnostic has a hint"))
+        .collect();
+    assert!(
+        hints[1].starts_with("fields allowed here: `host`, `cpu`"),
+        "{hints:?}"
+    );
+    assert!(hints[2].starts_with("did you mean `power`?"), "{hints:?}");
+    assert_eq!(hints[3], "fields allowed here: `size`");
+    let text = diagnostics[2].to_string();
+    assert!(
+        text.starts_with("error: ")
+            && text.contains("vm.yaml:9:3: VirtualMachine/web-01: spec.powr: unknown field `powr`")
+            && text.contains("\n  hint: did you mean `power`?"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_fields_and_wrong_types_are_all_reported() {
+    let vm = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec:
+  host: esxi-01
+  memory: 4
+  power: maybe
+  networks: { portGroup: VM Network }
+";
+    let dir = write_inventory(&[("hosts.yaml", HOST), ("vm.yaml", vm)]);
+    assert_eq!(
+        problems(dir.path()),
+        vec![
+            "vm.yaml:4:1 VirtualMachine/web-01 spec.cpu: missing field `cpu`",
+            "vm.yaml:6:11 VirtualMachine/web-01 spec.memory: invalid size 4: a unit is required: MiB, GiB or TiB (e.g. 4MiB)",
+            "vm.yaml:7:10 VirtualMachine/web-01 spec.power: invalid value: string \"maybe\", expected `on` or `off`",
+            "vm.yaml:8:13 VirtualMachine/web-01 spec.networks: invalid type: a mapping, expected a list",
+        ]
+    );
+}
+
+#[test]
+fn a_broken_host_does_not_make_its_vms_fail_too() {
+    let host = HOST.replace("{ env: ESXI_PASSWORD }", "hunter2");
+    let vms = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec: { host: esxi-01, cpu: 1, memory: 1GiB }
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-02 }
+spec: { host: esxi-01, cpu: 1, memory: 1GiB }
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-03 }
+spec: { host: esxi-02, cpu: 1, memory: 1GiB }
+";
+    let dir = write_inventory(&[("hosts.yaml", &host), ("vms.yaml", vms)]);
+    assert_eq!(
+        problems(dir.path()),
+        vec![
+            "hosts.yaml:8:13 Host/esxi-01 spec.password: literal passwords are not accepted",
+            "vms.yaml:14:15 VirtualMachine/web-03 spec.host: unknown host \"esxi-02\"",
+        ],
+        "only the host is reported for esxi-01; esxi-02 is unknown indeed"
+    );
+
+    // When a file cannot even be parsed, the hosts it declares are unknown: the VMs' errors stay,
+    // and say where the host may be.
+    let dir = write_inventory(&[
+        ("hosts.yaml", "kind: Host\nspec: [unclosed\n"),
+        ("vms.yaml", vms),
+    ]);
+    let (_, diagnostics) = load_inventory(dir.path());
+    let unknown: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.message.starts_with("unknown host"))
+        .collect();
+    assert_eq!(unknown.len(), 3, "{diagnostics:#?}");
+    assert!(
+        unknown[0]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("may be the document at") && h.contains("hosts.yaml")),
+        "{unknown:#?}"
+    );
+}
+
+#[test]
+fn credentials_in_the_address_are_refused_and_never_echoed() {
+    for address in [
+        "https://root:s3cret@esxi-01.lab.example",
+        "https://root@esxi-01.lab.example:443",
+        "https://root:s3/cr#et@esxi-01.lab.example",
+    ] {
+        let host = HOST.replace("https://esxi-01.lab.example", address);
+        let dir = write_inventory(&[("hosts.yaml", &host)]);
+        let (_, diagnostics) = load_inventory(dir.path());
+        assert_eq!(
+            diagnostics
+                .iter()
+                .map(|d| short(d, dir.path()))
+                .collect::<Vec<_>>(),
+            vec![
+                "hosts.yaml:5:12 Host/esxi-01 spec.address: the address must not contain a user or password; use `username` and `password`"
+            ],
+            "{address}"
+        );
+        let everything = format!("{diagnostics:?} {}", diagnostics[0]);
+        assert!(!everything.contains("s3"), "{everything}");
+        assert!(
+            !everything.contains("root@") && !everything.contains("root:"),
+            "{everything}"
+        );
+    }
+    // Other unusable addresses are explained without repeating them.
+    for (address, message) in [
+        (
+            "https://esxi-01.lab.example:99999",
+            "invalid address: invalid port number",
+        ),
+        (
+            "ftp://esxi-01.lab.example",
+            "invalid address: unsupported scheme \"ftp\" (use https://)",
+        ),
+        (
+            "https://esxi-01.lab.example/?token=abc",
+            "invalid address: query strings and fragments are not supported",
+        ),
+    ] {
+        let host = HOST.replace("https://esxi-01.lab.example", address);
+        let dir = write_inventory(&[("hosts.yaml", &host)]);
+        assert_eq!(
+            problems(dir.path()),
+            vec![format!(
+                "hosts.yaml:5:12 Host/esxi-01 spec.address: {message}"
+            )]
+        );
+    }
+    // What the client accepts, validate accepts: a bare host name means https://.
+    let host = HOST.replace("https://esxi-01.lab.example", "esxi-01.lab.example");
+    let dir = write_inventory(&[("hosts.yaml", &host)]);
+    assert_eq!(problems(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn two_hosts_with_one_address_are_refused() {
+    let second = |name: &str, address: &str| {
+        HOST.replace("esxi-01 }", &format!("{name} }}"))
+            .replace("https://esxi-01.lab.example", address)
+    };
+    let hosts = [
+        HOST.to_owned(),
+        second("esxi-02", "https://ESXI-01.lab.example:443/sdk"),
+        second("esxi-03", "esxi-01.lab.example"),
+        second("esxi-04", "https://esxi-01.lab.example:8443"),
+    ]
+    .join("---\n");
+    let dir = write_inventory(&[("hosts.yaml", &hosts)]);
+    assert_eq!(
+        problems(dir.path()),
+        vec![
+            "hosts.yaml:16:12 Host/esxi-02 spec.address: https://esxi-01.lab.example:443 is also the address of Host/esxi-01",
+            "hosts.yaml:27:12 Host/esxi-03 spec.address: https://esxi-01.lab.example:443 is also the address of Host/esxi-01",
+        ],
+        "another port is another host"
+    );
+    let (_, diagnostics) = load_inventory(dir.path());
+    let hint = diagnostics[0].hint.as_deref().unwrap_or_default();
+    assert!(
+        hint.contains("orphans") && hint.contains("hosts.yaml:5:12"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn thumbprints_are_read_as_the_client_reads_them() {
+    const SHA256: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+    let with = |thumbprint: &str| {
+        let host = HOST.replace(SHA256, thumbprint);
+        let dir = write_inventory(&[("hosts.yaml", &host)]);
+        problems(dir.path())
+    };
+    for accepted in [
+        SHA256.to_owned(),
+        SHA256.to_lowercase(),
+        SHA256.replace(':', ""),
+        SHA256.replace(':', " "),
+        format!("sha256 Fingerprint={SHA256}"),
+        format!("SHA256 Fingerprint={}", SHA256.to_lowercase()),
+    ] {
+        assert_eq!(with(&accepted), Vec::<String>::new(), "{accepted}");
+    }
+    for (refused, message) in [
+        (
+            "5D:BF:A8:44:1C:1B:3F:8C:43:D1:BD:2C:64:01:F0:0E:8C:86:02:11",
+            "this is a SHA-1 thumbprint; ceso pins SHA-256",
+        ),
+        ("AB:CD", "has 4 hex digits instead of 64"),
+        (
+            &SHA256.replace('A', "G"),
+            "contains characters other than hex digits and colons",
+        ),
+    ] {
+        assert_eq!(
+            with(refused),
+            vec![format!(
+                "hosts.yaml:6:15 Host/esxi-01 spec.thumbprint: invalid thumbprint: {message}"
+            )],
+            "{refused}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_accepts_what_the_loader_accepts() {
+    let vm = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: a, labels: { tier: web } }
+spec:
+  host: esxi-01
+  cpu: 1
+  memory: 4 GiB
+  disks: [ { size: \" 20GiB \" }, { size: 0001TiB } ]
+  networks: [ {}, { portGroup: null } ]
+  power: true
+  datastore: null
+";
+    let dir = write_inventory(&[("hosts.yaml", HOST), ("vm.yaml", vm)]);
+    assert_eq!(problems(dir.path()), Vec::<String>::new());
+    let validator = jsonschema::validator_for(&ceso::cli::manifest_schema()).unwrap();
+    for document in serde_yaml::Deserializer::from_str(vm) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        assert!(validator.is_valid(&value));
     }
 }
 

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 pub use error::EsxiError;
 pub use transport::normalize_thumbprint;
+pub(crate) use transport::{is_loopback, normalize_address};
 
 use crate::host::{Host, HostAbout, HostOp, ObservedHost, OpOutcome};
 use crate::secret::Secret;

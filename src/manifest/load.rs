@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use super::positions::{FieldPositions, index_documents};
+use super::schema::schema_problems;
 use super::types::{API_VERSION, Document, HostSpec, VirtualMachineSpec};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 
@@ -39,6 +40,36 @@ pub struct Documents {
     pub vms: Vec<Resource<VirtualMachineSpec>>,
     /// The manifest files read, in order.
     pub files: Vec<PathBuf>,
+    /// Documents that could not be read (already reported): references to them are not
+    /// reported again as unknown.
+    pub failed: Vec<FailedDocument>,
+}
+
+/// A document that could not be turned into a resource, and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDocument {
+    /// Its `kind`, when it could be read.
+    pub kind: Option<String>,
+    /// Its `metadata.name`, when it could be read.
+    pub name: Option<String>,
+    /// Where it starts (for a YAML syntax error: where the error is).
+    pub location: SourceLocation,
+}
+
+impl Documents {
+    /// Whether a document of `kind` named `name` failed to load.
+    pub fn has_failed(&self, kind: &str, name: &str) -> bool {
+        self.failed
+            .iter()
+            .any(|f| f.kind.as_deref() == Some(kind) && f.name.as_deref() == Some(name))
+    }
+
+    /// A failed document that may be of `kind` although its kind or name could not be read.
+    pub fn unidentified_failure(&self, kind: &str) -> Option<&FailedDocument> {
+        self.failed
+            .iter()
+            .find(|f| f.kind.as_deref().is_none_or(|k| k == kind) && f.name.is_none())
+    }
 }
 
 /// Lists the manifest files under `path` (a directory, searched recursively, or one file).
@@ -115,11 +146,17 @@ pub fn read_file(file: &Path, text: &str, out: &mut Documents, diagnostics: &mut
     let positions = match index_documents(text) {
         Ok(positions) => positions,
         Err((error, (line, column))) => {
+            let location = SourceLocation::new(file, line, column);
             diagnostics.push(
                 Diagnostic::error(format!("invalid YAML: {}", error.info()))
-                    .at(Some(SourceLocation::new(file, line, column)))
+                    .at(Some(location.clone()))
                     .hint("check indentation and quoting around this position"),
             );
+            out.failed.push(FailedDocument {
+                kind: None,
+                name: None,
+                location,
+            });
             return;
         }
     };
@@ -130,8 +167,16 @@ pub fn read_file(file: &Path, text: &str, out: &mut Documents, diagnostics: &mut
                 let error: serde_yaml::Error = error;
                 let location = error
                     .location()
-                    .map(|l| SourceLocation::new(file, l.line(), l.column()));
-                diagnostics.push(Diagnostic::error(format!("invalid YAML: {error}")).at(location));
+                    .map(|l| SourceLocation::new(file, l.line(), l.column()))
+                    .unwrap_or_else(|| SourceLocation::new(file, 1, 1));
+                diagnostics.push(
+                    Diagnostic::error(format!("invalid YAML: {error}")).at(Some(location.clone())),
+                );
+                out.failed.push(FailedDocument {
+                    kind: None,
+                    name: None,
+                    location,
+                });
                 return;
             }
         };
@@ -140,6 +185,7 @@ pub fn read_file(file: &Path, text: &str, out: &mut Documents, diagnostics: &mut
     }
 }
 
+/// Reads one document into `out`, or records it as failed.
 fn read_document(
     file: &Path,
     value: serde_yaml::Value,
@@ -147,20 +193,42 @@ fn read_document(
     out: &mut Documents,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
+    if value.is_null() {
+        return; // an empty document, e.g. a trailing `---`
+    }
+    let text = |v: Option<&serde_yaml::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let kind = text(value.get("kind"));
+    let name = text(value.get("metadata").and_then(|m| m.get("name")));
+    let (line, column) = positions.start;
+    let location = SourceLocation::new(file, line, column);
+    if !load_document(file, value, positions, out, diagnostics) {
+        out.failed.push(FailedDocument {
+            kind,
+            name,
+            location,
+        });
+    }
+}
+
+/// Reads one (non-empty) document into `out`; false when it had to be left out.
+fn load_document(
+    file: &Path,
+    value: serde_yaml::Value,
+    positions: FieldPositions,
+    out: &mut Documents,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
     let at = |field: &str| {
         let (line, column) = positions.value(field);
         Some(SourceLocation::new(file, line, column))
     };
-    if value.is_null() {
-        return; // an empty document, e.g. a trailing `---`
-    }
     let Some(mapping) = value.as_mapping() else {
         diagnostics.push(
             Diagnostic::error("a manifest document must be a mapping")
                 .at(at(""))
                 .hint("start each document with `apiVersion: ceso/v1` and `kind: ...`"),
         );
-        return;
+        return false;
     };
     let text_field = |name: &str| {
         mapping
@@ -191,7 +259,7 @@ fn read_document(
                         "this release understands `apiVersion: {API_VERSION}`"
                     )),
             );
-            return;
+            return false;
         }
         None => {
             diagnostics.push(
@@ -201,7 +269,7 @@ fn read_document(
                     .field("apiVersion")
                     .hint(format!("add `apiVersion: {API_VERSION}`")),
             );
-            return;
+            return false;
         }
     }
     let ctx = DocumentContext {
@@ -210,30 +278,46 @@ fn read_document(
         address: &address,
     };
     match kind.as_deref() {
-        Some("Host") => {
-            if let Some(resource) = ctx.typed::<HostSpec>(value, diagnostics) {
-                out.hosts.push(resource);
+        Some(kind @ "Host") => {
+            if !ctx.schema_pass(kind, &value, diagnostics) {
+                return false;
             }
+            let Some(resource) = ctx.typed::<HostSpec>(value, diagnostics) else {
+                return false;
+            };
+            out.hosts.push(resource);
+            true
         }
-        Some("VirtualMachine") => {
-            if let Some(resource) = ctx.typed::<VirtualMachineSpec>(value, diagnostics) {
-                out.vms.push(resource);
+        Some(kind @ "VirtualMachine") => {
+            if !ctx.schema_pass(kind, &value, diagnostics) {
+                return false;
             }
+            let Some(resource) = ctx.typed::<VirtualMachineSpec>(value, diagnostics) else {
+                return false;
+            };
+            out.vms.push(resource);
+            true
         }
-        Some(other) => diagnostics.push(
-            Diagnostic::error(format!("unknown kind {other:?}"))
-                .at(at("kind"))
-                .resource(&address)
-                .field("kind")
-                .hint(format!("kinds are: {}", KINDS.join(", "))),
-        ),
-        None => diagnostics.push(
-            Diagnostic::error("missing kind")
-                .at(at(""))
-                .resource(&address)
-                .field("kind")
-                .hint(format!("add `kind:` with one of: {}", KINDS.join(", "))),
-        ),
+        Some(other) => {
+            diagnostics.push(
+                Diagnostic::error(format!("unknown kind {other:?}"))
+                    .at(at("kind"))
+                    .resource(&address)
+                    .field("kind")
+                    .hint(format!("kinds are: {}", KINDS.join(", "))),
+            );
+            false
+        }
+        None => {
+            diagnostics.push(
+                Diagnostic::error("missing kind")
+                    .at(at(""))
+                    .resource(&address)
+                    .field("kind")
+                    .hint(format!("add `kind:` with one of: {}", KINDS.join(", "))),
+            );
+            false
+        }
     }
 }
 
@@ -244,6 +328,40 @@ struct DocumentContext<'a> {
 }
 
 impl DocumentContext<'_> {
+    /// Checks the document against its kind's JSON schema and reports every problem found;
+    /// true when there is none (the typed pass then catches what the schema cannot say).
+    fn schema_pass(
+        &self,
+        kind: &str,
+        value: &serde_yaml::Value,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> bool {
+        // A document JSON cannot hold (e.g. a null mapping key) is left to the typed pass.
+        let Ok(json) = serde_json::to_value(value) else {
+            return true;
+        };
+        let Some(problems) = schema_problems(kind, &json) else {
+            return true;
+        };
+        let clean = problems.is_empty();
+        for problem in problems {
+            let (line, column) = if problem.at_key {
+                self.positions.key(&problem.field)
+            } else {
+                self.positions.value(&problem.field)
+            };
+            let mut diagnostic = Diagnostic::error(problem.message)
+                .at(Some(SourceLocation::new(self.file, line, column)))
+                .resource(self.address)
+                .field(problem.field);
+            if let Some(hint) = problem.hint {
+                diagnostic = diagnostic.hint(hint);
+            }
+            diagnostics.push(diagnostic);
+        }
+        clean
+    }
+
     fn typed<S: DeserializeOwned>(
         &self,
         value: serde_yaml::Value,
@@ -311,9 +429,10 @@ fn hint_for(path: &str, message: &str) -> Option<String> {
         return message
             .find("expected")
             .map(|cut| {
+                let list = &message[cut + "expected ".len()..];
                 format!(
                     "fields allowed here: {}",
-                    &message[cut + "expected ".len()..]
+                    list.trim_start_matches("one of ")
                 )
             })
             .or_else(|| Some("remove this field".to_owned()));

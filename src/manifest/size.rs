@@ -131,7 +131,8 @@ impl JsonSchema for Size {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(MiB|GiB|TiB)$",
+            // What `from_str` accepts (spaces around the number and unit included), zero aside.
+            "pattern": "^\\s*[0-9]*[1-9][0-9]*\\s*(MiB|GiB|TiB)\\s*$",
             "description": "A size with a binary unit: MiB, GiB or TiB, e.g. 4GiB.",
             "examples": ["512MiB", "4GiB", "1TiB"]
         })

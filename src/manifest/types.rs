@@ -1,10 +1,11 @@
 //! The manifest format (`apiVersion: ceso/v1`): one serde + schemars type per kind.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::size::Size;
@@ -156,9 +157,7 @@ pub struct NetworkSpec {
 }
 
 /// Desired power state: `on` or `off` (YAML 1.1 booleans `true`/`false` are accepted too).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Power {
     #[default]
@@ -187,14 +186,38 @@ impl<'de> Deserialize<'de> for Power {
                 Ok(if v { Power::On } else { Power::Off })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Power, E> {
-                match v {
-                    "on" | "On" | "ON" | "true" | "yes" => Ok(Power::On),
-                    "off" | "Off" | "OFF" | "false" | "no" => Ok(Power::Off),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                if v == "on" || POWER_ON.contains(&v) {
+                    Ok(Power::On)
+                } else if v == "off" || POWER_OFF.contains(&v) {
+                    Ok(Power::Off)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
                 }
             }
         }
         deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Spellings of the power states the loader accepts besides `on`, `off`, `true` and `false`.
+const POWER_ON: [&str; 4] = ["On", "ON", "true", "yes"];
+const POWER_OFF: [&str; 4] = ["Off", "OFF", "false", "no"];
+
+impl JsonSchema for Power {
+    fn schema_name() -> Cow<'static, str> {
+        "Power".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let others: Vec<&str> = POWER_ON.iter().chain(&POWER_OFF).copied().collect();
+        json_schema!({
+            "description": "Desired power state: `on` or `off` (YAML 1.1 booleans `true`/`false` are accepted too).",
+            "anyOf": [
+                { "type": "string", "enum": ["on", "off"] },
+                { "type": "boolean", "description": "`true` is on, `false` off." },
+                { "type": "string", "enum": others, "description": "Other spellings accepted for `on` and `off`." }
+            ]
+        })
     }
 }
 

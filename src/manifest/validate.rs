@@ -2,12 +2,12 @@
 //! [`Inventory`].
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::Path;
 
-use super::load::{Resource, read_documents};
+use super::load::{Documents, Resource, read_documents};
 use super::types::{EnvSecret, FileSecret, HostSpec, SecretRef, VirtualMachineSpec};
-use crate::diagnostic::{Diagnostic, has_errors};
+use crate::diagnostic::{Diagnostic, SourceLocation, has_errors};
+use crate::esxi::{EsxiError, is_loopback, normalize_address, normalize_thumbprint};
 
 /// Largest number of virtual CPUs ESXi allows a VM.
 pub const MAX_CPU: u32 = 768;
@@ -29,17 +29,23 @@ pub struct Inventory {
 /// diagnostics hold no error.
 pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
-    let documents = read_documents(path, &mut diagnostics);
+    let mut documents = read_documents(path, &mut diagnostics);
     let mut inventory = Inventory::default();
-    for host in documents.hosts {
-        check_host(&host, &mut diagnostics);
+    let mut addresses = BTreeMap::new();
+    for host in std::mem::take(&mut documents.hosts) {
+        let url = check_host(&host, &mut diagnostics);
+        if let Some(url) = url
+            && !inventory.hosts.contains_key(&host.name)
+        {
+            check_unique_address(&host, &url, &mut addresses, &mut diagnostics);
+        }
         insert_unique("Host", host, &mut inventory.hosts, &mut diagnostics);
     }
-    for vm in documents.vms {
+    for vm in std::mem::take(&mut documents.vms) {
         insert_unique("VirtualMachine", vm, &mut inventory.vms, &mut diagnostics);
     }
     for vm in inventory.vms.values() {
-        check_vm(vm, &inventory.hosts, &mut diagnostics);
+        check_vm(vm, &inventory.hosts, &documents, &mut diagnostics);
     }
     diagnostics.sort_by(|a, b| a.location.cmp(&b.location));
     (inventory, diagnostics)
@@ -75,6 +81,36 @@ fn insert_unique<S>(
         return;
     }
     into.insert(resource.name.clone(), resource);
+}
+
+/// Refuses a second Host document for an ESXi host already declared (same scheme, host and
+/// port): each would treat the VMs the other creates as orphans.
+fn check_unique_address(
+    host: &Resource<HostSpec>,
+    url: &reqwest::Url,
+    seen: &mut BTreeMap<String, (String, SourceLocation)>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let key = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(443)
+    );
+    match seen.get(&key) {
+        Some((first, location)) => diagnostics.push(
+            Diagnostic::error(format!("{key} is also the address of Host/{first}"))
+                .at(Some(host.locate("spec.address")))
+                .resource(format!("Host/{}", host.name))
+                .field("spec.address")
+                .hint(format!(
+                    "declare each ESXi host once: two Host documents for one host would each treat the VMs of the other as orphans (Host/{first} is at {location})"
+                )),
+        ),
+        None => {
+            seen.insert(key, (host.name.clone(), host.locate("spec.address")));
+        }
+    }
 }
 
 struct Checker<'a, S> {
@@ -113,7 +149,11 @@ fn check_name<S>(check: &mut Checker<'_, S>, max: usize) {
     }
 }
 
-fn check_host(host: &Resource<HostSpec>, diagnostics: &mut Vec<Diagnostic>) {
+/// Checks a host's settings; returns its normalized address when that is usable.
+fn check_host(
+    host: &Resource<HostSpec>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<reqwest::Url> {
     let mut check = Checker {
         resource: host,
         address: format!("Host/{}", host.name),
@@ -121,31 +161,24 @@ fn check_host(host: &Resource<HostSpec>, diagnostics: &mut Vec<Diagnostic>) {
     };
     check_name(&mut check, 63);
     let spec = &host.spec;
-    match reqwest::Url::parse(&spec.address) {
-        Err(e) => check.error(
-            "spec.address",
-            format!("invalid address {:?}: {e}", spec.address),
-            "write a URL such as https://esxi-01.lab.example:443",
-        ),
-        Ok(url) => match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) => {}
-            "http" => check.error(
-                "spec.address",
-                "plain http is only allowed to a loopback address",
-                "use https:// and pin the host's certificate with `thumbprint`",
-            ),
-            other => check.error(
-                "spec.address",
-                format!("unsupported scheme {other:?}"),
-                "use https://",
-            ),
-        },
-    }
+    let url = check_address(&mut check);
+    let plain_http = match &url {
+        Some(url) => url.scheme() == "http",
+        None => spec.address.trim_start().starts_with("http://"),
+    };
     match (&spec.thumbprint, spec.insecure) {
         (Some(thumbprint), false) => {
-            if let Err(problem) = check_thumbprint(thumbprint) {
-                check.error("spec.thumbprint", problem, THUMBPRINT_HINT);
+            // Exactly what the client accepts (and its words for what it refuses).
+            if let Err(error) = normalize_thumbprint(thumbprint) {
+                let reason = match error {
+                    EsxiError::InvalidThumbprint { reason, .. } => reason,
+                    _ => "not a SHA-256 thumbprint".to_owned(),
+                };
+                check.error(
+                    "spec.thumbprint",
+                    format!("invalid thumbprint: {reason}"),
+                    THUMBPRINT_HINT,
+                );
             }
         }
         (Some(_), true) => check.error(
@@ -155,7 +188,7 @@ fn check_host(host: &Resource<HostSpec>, diagnostics: &mut Vec<Diagnostic>) {
         ),
         (None, true) => {}
         (None, false) => {
-            if !spec.address.starts_with("http://") {
+            if !plain_http {
                 check.error(
                     "spec.thumbprint",
                     "missing thumbprint: ceso pins the host's certificate",
@@ -198,40 +231,53 @@ fn check_host(host: &Resource<HostSpec>, diagnostics: &mut Vec<Diagnostic>) {
             );
         }
     }
+    url
+}
+
+/// Checks the address as the client will read it; never echoes it, since it may hold a secret.
+fn check_address(check: &mut Checker<'_, HostSpec>) -> Option<reqwest::Url> {
+    let address = &check.resource.spec.address;
+    // `@` has no other use in a host's URL: whatever precedes it is a user, and maybe a password.
+    if address.contains('@') {
+        check.error(
+            "spec.address",
+            "the address must not contain a user or password; use `username` and `password`",
+            "write only the scheme, host and port, e.g. https://esxi-01.lab.example:443; if a real password was written here, change it",
+        );
+        return None;
+    }
+    let url = match normalize_address(address) {
+        Ok(url) => url,
+        Err(error) => {
+            let reason = match error {
+                EsxiError::InvalidAddress { reason, .. } => reason,
+                _ => "not a usable URL".to_owned(),
+            };
+            check.error(
+                "spec.address",
+                format!("invalid address: {reason}"),
+                "write a URL such as https://esxi-01.lab.example:443",
+            );
+            return None;
+        }
+    };
+    if url.scheme() == "http" && !is_loopback(&url) {
+        check.error(
+            "spec.address",
+            "plain http is only allowed to a loopback address",
+            "use https:// and pin the host's certificate with `thumbprint`",
+        );
+        return None;
+    }
+    Some(url)
 }
 
 const THUMBPRINT_HINT: &str = "write the SHA-256 fingerprint of the host certificate as printed by `echo | openssl s_client -connect HOST:443 2>/dev/null | openssl x509 -noout -fingerprint -sha256`";
 
-/// Checks a SHA-256 thumbprint written as hex, with or without colons.
-pub fn check_thumbprint(thumbprint: &str) -> Result<(), String> {
-    let hex: String = thumbprint.chars().filter(|c| *c != ':').collect();
-    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("thumbprint {thumbprint:?} is not hexadecimal"));
-    }
-    match hex.len() {
-        64 => Ok(()),
-        40 => Err("this is a SHA-1 thumbprint; ceso pins the SHA-256 one".to_owned()),
-        n => Err(format!(
-            "a SHA-256 thumbprint has 32 bytes (64 hex digits), this one has {n} digits"
-        )),
-    }
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
-
 fn check_vm(
     vm: &Resource<VirtualMachineSpec>,
     hosts: &BTreeMap<String, Resource<HostSpec>>,
+    documents: &Documents,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut check = Checker {
@@ -241,17 +287,21 @@ fn check_vm(
     };
     check_name(&mut check, MAX_VM_NAME);
     let spec = &vm.spec;
-    if !hosts.contains_key(&spec.host) {
+    // A host whose document failed is reported there, not again by every VM on it.
+    if !hosts.contains_key(&spec.host) && !documents.has_failed("Host", &spec.host) {
         let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
-        check.error(
-            "spec.host",
-            format!("unknown host {:?}", spec.host),
-            if known.is_empty() {
-                "declare a `kind: Host` document for it".to_owned()
-            } else {
-                format!("declared hosts: {}", known.join(", "))
-            },
-        );
+        let mut hint = if known.is_empty() {
+            "declare a `kind: Host` document for it".to_owned()
+        } else {
+            format!("declared hosts: {}", known.join(", "))
+        };
+        if let Some(failed) = documents.unidentified_failure("Host") {
+            hint.push_str(&format!(
+                "; it may be the document at {} that could not be read",
+                failed.location
+            ));
+        }
+        check.error("spec.host", format!("unknown host {:?}", spec.host), hint);
     }
     if spec.cpu == 0 || spec.cpu > MAX_CPU {
         check.error(
