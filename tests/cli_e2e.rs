@@ -875,3 +875,26 @@ fn a_hand_edited_plan_that_targets_an_unmanaged_vm_is_refused() {
     );
     assert_eq!(find_vm(&sim, "web-01").unwrap().power_state, "poweredOff");
 }
+
+#[test]
+fn names_the_host_does_not_know_are_errors_at_their_place_in_the_manifests() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(
+        &sim,
+        &vm(
+            "web-01",
+            1,
+            "1GiB",
+            "off",
+            "  networks: [ { portGroup: Lab } ]\n",
+        ),
+    );
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(1);
+    assert!(
+        plan.stdout().contains("vms.yaml:12:28: VirtualMachine/web-01: spec.networks[0].portGroup: port group \"Lab\" does not exist on host esxi-01\n  hint: networks on the host: VM Network"),
+        "{}",
+        plan.stdout()
+    );
+    assert!(find_vm(&sim, "web-01").is_none());
+}

@@ -161,6 +161,7 @@ fn a_protected_vm_is_never_deleted_nor_replaced() {
     assert!(pruned.steps.is_empty());
     assert!(pruned.changes[0].notes[0].contains("protected"));
 
+    fake.state.borrow_mut().datastores.push("datastore2".into());
     vm.config.datastore = "datastore2".into(); // moving it means replacing it
     vm.datastore_declared = true;
     let moved = plan(&desired(vec![vm], false), &fake.state.borrow(), false);

@@ -8,7 +8,7 @@ use super::CommandError;
 use crate::desired::{DesiredState, HostConnection};
 use crate::esxi::{ConnectOptions, EsxiClient};
 use crate::host::Host;
-use crate::manifest::load_valid_inventory;
+use crate::manifest::{Inventory, load_valid_inventory};
 use crate::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
 
 /// How long one host task may take before ceso gives up waiting.
@@ -93,17 +93,33 @@ pub fn new_plan_meta(inventory: &Path) -> PlanMeta {
 }
 
 /// Loads and validates the inventory; errors stop here, warnings are printed.
-pub fn load_desired(path: &Path) -> Result<DesiredState, CommandError> {
+pub fn load_inventory(path: &Path) -> Result<Inventory, CommandError> {
     let (inventory, warnings) = load_valid_inventory(path).map_err(CommandError::Diagnostics)?;
     for warning in warnings {
         eprintln!("{warning}");
     }
-    Ok(DesiredState::from_inventory(&inventory))
+    Ok(inventory)
+}
+
+/// Gives the planner's diagnostics (which know resources and fields, not files) the place in the
+/// manifests where that field is written.
+fn locate_diagnostics(plan: &mut Plan, inventory: &Inventory) {
+    for diagnostic in plan.diagnostics.iter_mut().filter(|d| d.location.is_none()) {
+        let (Some(resource), Some(field)) = (&diagnostic.resource, &diagnostic.field) else {
+            continue;
+        };
+        diagnostic.location = match resource.split_once('/') {
+            Some(("VirtualMachine", name)) => inventory.vms.get(name).map(|vm| vm.locate(field)),
+            Some(("Host", name)) => inventory.hosts.get(name).map(|host| host.locate(field)),
+            _ => None,
+        };
+    }
 }
 
 /// Connects, observes and plans. The hosts stay connected for an apply.
 pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Hosts), CommandError> {
-    let desired = load_desired(path)?;
+    let inventory = load_inventory(path)?;
+    let desired = DesiredState::from_inventory(&inventory);
     let connections = desired
         .hosts
         .iter()
@@ -117,6 +133,7 @@ pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Host
             return Err(e);
         }
     };
-    let plan = diff(&desired, &observed, options, new_plan_meta(path));
+    let mut plan = diff(&desired, &observed, options, new_plan_meta(path));
+    locate_diagnostics(&mut plan, &inventory);
     Ok((plan, hosts))
 }

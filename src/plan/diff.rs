@@ -17,6 +17,9 @@ use crate::host::{
 };
 use crate::manifest::{Power, Size};
 
+/// The note on a VM the plan leaves alone because of an error about it.
+const LEFT_ALONE: &str = "left as it is: see the errors below";
+
 /// What every host looks like now, by host name.
 pub type ObservedState = BTreeMap<String, ObservedHost>;
 
@@ -147,7 +150,18 @@ impl Planner {
             }
         }
         for vm in vms {
-            self.check_host_objects(vm, observed);
+            if !self.check_host_objects(vm, observed) {
+                self.changes.push(ResourceChange {
+                    address: address(&vm.name),
+                    host: vm.host.clone(),
+                    name: vm.name.clone(),
+                    action: Action::NoOp,
+                    fields: vec![],
+                    power_cycle: false,
+                    notes: vec![LEFT_ALONE.to_owned()],
+                });
+                continue;
+            }
             let claimed = managed
                 .get(vm.name.as_str())
                 .map(Vec::as_slice)
@@ -191,7 +205,9 @@ impl Planner {
         }
     }
 
-    fn check_host_objects(&mut self, vm: &DesiredVm, observed: &ObservedHost) {
+    /// Checks that the datastore and port groups a VM needs exist; false (with diagnostics) when not.
+    fn check_host_objects(&mut self, vm: &DesiredVm, observed: &ObservedHost) -> bool {
+        let before = self.diagnostics.len();
         let datastore = &vm.config.datastore;
         if !observed.datastores.contains(datastore) {
             self.diagnostics.push(
@@ -223,6 +239,7 @@ impl Planner {
                 );
             }
         }
+        self.diagnostics.len() == before
     }
 
     fn push_step(
