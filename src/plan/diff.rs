@@ -242,6 +242,11 @@ impl Planner {
         self.diagnostics.len() == before
     }
 
+    /// Adds a step described as `<verb> <vm name>`.
+    fn vm_step(&mut self, vm: &DesiredVm, verb: &str, op: HostOp, after: Option<usize>) -> usize {
+        self.push_step(&vm.name, &vm.host, format!("{verb} {}", vm.name), op, after)
+    }
+
     fn push_step(
         &mut self,
         vm: &str,
@@ -275,18 +280,11 @@ impl Planner {
             nics: vm.config.networks.clone(),
             extra_config: marker_config(vm),
         };
-        let created = self.push_step(
-            &vm.name,
-            &vm.host,
-            format!("create VM {}", vm.name),
-            HostOp::CreateVm { spec },
-            after,
-        );
+        let created = self.vm_step(vm, "create VM", HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {
-            self.push_step(
-                &vm.name,
-                &vm.host,
-                format!("power on {}", vm.name),
+            self.vm_step(
+                vm,
+                "power on",
                 HostOp::PowerOn {
                     moref: None,
                     vm: vm.name.clone(),
@@ -376,13 +374,7 @@ impl Planner {
                 change.power_cycle = running;
                 let mut last = None;
                 if change.power_cycle {
-                    last = Some(self.push_step(
-                        &vm.name,
-                        &vm.host,
-                        format!("power off {}", vm.name),
-                        power_off(&moref, vm),
-                        None,
-                    ));
+                    last = Some(self.vm_step(vm, "power off", power_off(&moref, vm), None));
                 }
                 let destroy = HostOp::DestroyVm {
                     moref: moref.clone(),
@@ -424,13 +416,7 @@ impl Planner {
         let mut on = observed.power == Some(PowerState::PoweredOn);
         let mut powered_off = None;
         if change.power_cycle {
-            powered_off = Some(self.push_step(
-                &vm.name,
-                &vm.host,
-                format!("power off {}", vm.name),
-                power_off(&moref, vm),
-                None,
-            ));
+            powered_off = Some(self.vm_step(vm, "power off", power_off(&moref, vm), None));
             on = false;
         }
         let reconfigured = has_reconfig.then(|| {
@@ -439,13 +425,7 @@ impl Planner {
                 vm: vm.name.clone(),
                 spec: reconfig,
             };
-            self.push_step(
-                &vm.name,
-                &vm.host,
-                format!("reconfigure {}", vm.name),
-                op,
-                powered_off,
-            )
+            self.vm_step(vm, "reconfigure", op, powered_off)
         });
         let suspended = observed.power == Some(PowerState::Suspended) && !change.power_cycle;
         if want_on && !on {
@@ -457,34 +437,16 @@ impl Planner {
                 // Powering back on undoes the power-off whatever became of the reconfiguration,
                 // and also when the run is interrupted: a declared-on VM is not left off.
                 (Some(off), Some(reconfigure)) => {
-                    let id = self.push_step(
-                        &vm.name,
-                        &vm.host,
-                        format!("power on {}", vm.name),
-                        power_on,
-                        Some(off),
-                    );
+                    let id = self.vm_step(vm, "power on", power_on, Some(off));
                     self.steps[id].after = vec![reconfigure];
                     self.steps[id].compensating = true;
                 }
                 _ => {
-                    self.push_step(
-                        &vm.name,
-                        &vm.host,
-                        format!("power on {}", vm.name),
-                        power_on,
-                        reconfigured.or(powered_off),
-                    );
+                    self.vm_step(vm, "power on", power_on, reconfigured.or(powered_off));
                 }
             }
         } else if !want_on && (on || suspended) {
-            self.push_step(
-                &vm.name,
-                &vm.host,
-                format!("power off {}", vm.name),
-                power_off(&moref, vm),
-                reconfigured,
-            );
+            self.vm_step(vm, "power off", power_off(&moref, vm), reconfigured);
         }
         self.changes.push(change);
     }
