@@ -7,7 +7,7 @@ use super::EsxiClient;
 use super::envelope::method_body;
 use super::error::EsxiError;
 use super::fault::{LocalizedFault, NOT_AUTHENTICATED};
-use super::xml::{Element, MoRef, XmlWriter};
+use super::xml::{Detach, Element, MoRef, XmlWriter};
 use crate::host::{ObservedDisk, ObservedHost, ObservedNic, ObservedVm, PowerState};
 
 /// VM properties read by `observe()`. Never `all=true`: a VM has hundreds of properties.
@@ -56,68 +56,143 @@ impl ObjectContent {
     pub fn prop_text(&self, path: &str) -> Option<&str> {
         self.prop(path).map(|v| v.text.as_str())
     }
-}
 
-/// Reads a `RetrieveResult` (the `returnval` of RetrievePropertiesEx or its continuation):
-/// the objects and the paging token, if any.
-pub(crate) fn parse_retrieve_result(resp: &Element) -> (Vec<ObjectContent>, Option<String>) {
-    let Some(rv) = resp.child("returnval") else {
-        return (Vec::new(), None);
-    };
-    let token = rv
-        .child_text("token")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
-    let objects = rv
-        .children_named("objects")
-        .filter_map(|o| {
-            let obj = o.child("obj")?.as_moref()?;
-            let props = o
-                .children_named("propSet")
-                .filter_map(|p| {
-                    let name = p.child_text("name")?.to_owned();
-                    let val = p
-                        .child("val")
-                        .cloned()
-                        .unwrap_or_else(|| Element::new("val"));
-                    Some((name, val))
-                })
-                .collect();
-            let missing = o
-                .children_named("missingSet")
-                .map(|m| {
-                    let path = m.child_text("path").unwrap_or_default().to_owned();
-                    let fault = m
+    /// Reads one `ObjectContent` element (`<objects>`), moving the property values out of it.
+    pub fn from_element(objects: Element) -> Option<Self> {
+        let obj = objects.child("obj")?.as_moref()?;
+        let mut props = Vec::new();
+        let mut missing = Vec::new();
+        for child in objects.children {
+            match child.name.as_str() {
+                "propSet" => {
+                    let (mut name, mut val) = (None, None);
+                    for c in child.children {
+                        match c.name.as_str() {
+                            "name" if name.is_none() => name = Some(c.text),
+                            "val" if val.is_none() => val = Some(c),
+                            _ => {}
+                        }
+                    }
+                    if let Some(name) = name {
+                        props.push((name, val.unwrap_or_else(|| Element::new("val"))));
+                    }
+                }
+                "missingSet" => {
+                    let path = child.child_text("path").unwrap_or_default().to_owned();
+                    let fault = child
                         .child("fault")
                         .map(LocalizedFault::from_element)
                         .unwrap_or_else(|| LocalizedFault {
                             fault: "Unknown".into(),
                             message: String::new(),
                         });
-                    (path, fault)
-                })
-                .collect();
-            Some(ObjectContent {
-                obj,
-                props,
-                missing,
-            })
+                    missing.push((path, fault));
+                }
+                _ => {}
+            }
+        }
+        Some(Self {
+            obj,
+            props,
+            missing,
         })
-        .collect();
-    (objects, token)
+    }
 }
 
-/// Whether a RetrievePropertiesEx response reports `NotAuthenticated` in a `missingSet`.
-pub(crate) fn has_not_authenticated(resp: &Element) -> bool {
-    resp.child("returnval").is_some_and(|rv| {
-        rv.children_named("objects").any(|o| {
-            o.children_named("missingSet").any(|m| {
-                m.path(&["fault", "fault"])
-                    .is_some_and(|f| f.type_name() == Some(NOT_AUTHENTICATED))
-            })
-        })
+/// Where the objects of a `RetrieveResult` sit in a response envelope
+/// (`Envelope/Body/RetrievePropertiesExResponse/returnval/objects`).
+const OBJECTS_PATH: &[&str] = &["Envelope", "Body", "*", "returnval", "objects"];
+
+/// The paging token of a `RetrieveResult` response, if any.
+pub(crate) fn retrieve_token(resp: &Element) -> Option<String> {
+    resp.child("returnval")?
+        .child_text("token")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// Whether one `<objects>` element reports `NotAuthenticated` in a `missingSet`.
+fn object_not_authenticated(objects: &Element) -> bool {
+    objects.children_named("missingSet").any(|m| {
+        m.path(&["fault", "fault"])
+            .is_some_and(|f| f.type_name() == Some(NOT_AUTHENTICATED))
     })
+}
+
+/// Whether a RetrievePropertiesEx response still holding its objects reports `NotAuthenticated`
+/// in a `missingSet`.
+pub(crate) fn has_not_authenticated(resp: &Element) -> bool {
+    resp.child("returnval")
+        .is_some_and(|rv| rv.children_named("objects").any(object_not_authenticated))
+}
+
+/// Receives the objects of a `RetrievePropertiesEx` (or continuation) response while it is
+/// parsed, so that a large result never exists as one XML tree (see
+/// [`EsxiClient::call_with`]).
+pub(crate) trait ObjectSink: Detach {
+    /// Forgets what an earlier attempt of the same call delivered.
+    fn reset(&mut self);
+    /// Whether an object reported `NotAuthenticated` in a `missingSet` (how the simulator
+    /// answers a request on an expired session).
+    fn not_authenticated(&self) -> bool;
+}
+
+/// An [`ObjectSink`] that converts each object as soon as it is complete and keeps only the
+/// result.
+struct Collect<T, F> {
+    convert: F,
+    items: Vec<T>,
+    not_authenticated: bool,
+}
+
+impl<T, F> Collect<T, F> {
+    fn new(convert: F) -> Self {
+        Self {
+            convert,
+            items: Vec::new(),
+            not_authenticated: false,
+        }
+    }
+}
+
+impl<T: Send, F: FnMut(ObjectContent) -> T + Send> Detach for Collect<T, F> {
+    fn path(&self) -> &[&str] {
+        OBJECTS_PATH
+    }
+
+    fn element(&mut self, el: Element) -> Result<(), String> {
+        self.not_authenticated |= object_not_authenticated(&el);
+        if let Some(o) = ObjectContent::from_element(el) {
+            self.items.push((self.convert)(o));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send, F: FnMut(ObjectContent) -> T + Send> ObjectSink for Collect<T, F> {
+    fn reset(&mut self) {
+        self.items.clear();
+        self.not_authenticated = false;
+    }
+
+    fn not_authenticated(&self) -> bool {
+        self.not_authenticated
+    }
+}
+
+/// Reads a whole `RetrievePropertiesEx` response document the way [`EsxiClient::retrieve`]
+/// does: its objects, its paging token and whether it reports `NotAuthenticated`.
+#[cfg(test)]
+pub(crate) fn parse_retrieve_response(xml: &str) -> (Vec<ObjectContent>, Option<String>, bool) {
+    use super::envelope::{Reply, unwrap_body};
+    let mut sink = Collect::new(|o| o);
+    let root = super::xml::parse_detaching(xml, Some(&mut sink)).expect("xml");
+    let Reply::Response(resp) = unwrap_body(root).expect("body") else {
+        panic!("fault")
+    };
+    let not_authenticated = sink.not_authenticated || has_not_authenticated(&resp);
+    (sink.items, retrieve_token(&resp), not_authenticated)
 }
 
 /// A `PropertyFilterSpec` under construction.
@@ -180,23 +255,37 @@ pub(crate) fn traversal(w: &mut XmlWriter, name: &str, kind: &str, path: &str, n
 impl EsxiClient {
     /// `RetrievePropertiesEx` plus the `ContinueRetrievePropertiesEx` loop for paging hosts.
     pub(crate) async fn retrieve(&self, spec_set: &str) -> Result<Vec<ObjectContent>, EsxiError> {
+        self.retrieve_map(spec_set, |o| o).await
+    }
+
+    /// Like [`retrieve`](Self::retrieve), but each object is passed to `convert` as soon as it
+    /// has been parsed and only the results are kept: a large result (every VM's device list)
+    /// never exists as one XML tree.
+    pub(crate) async fn retrieve_map<T: Send>(
+        &self,
+        spec_set: &str,
+        convert: impl FnMut(ObjectContent) -> T + Send,
+    ) -> Result<Vec<T>, EsxiError> {
         let pc = &self.service.property_collector;
+        let mut sink = Collect::new(convert);
         let mut w = method_body(pc);
         w.buf.push_str(spec_set);
         w.start("options").end("options");
-        let resp = self.call("RetrievePropertiesEx", &w.finish()).await?;
-        let (mut objects, mut token) = parse_retrieve_result(&resp);
+        let resp = self
+            .call_with("RetrievePropertiesEx", &w.finish(), Some(&mut sink))
+            .await?;
+        let mut items = std::mem::take(&mut sink.items);
+        let mut token = retrieve_token(&resp);
         while let Some(t) = token.take() {
             let mut w = method_body(pc);
             w.leaf("token", &t);
             let resp = self
-                .call("ContinueRetrievePropertiesEx", &w.finish())
+                .call_with("ContinueRetrievePropertiesEx", &w.finish(), Some(&mut sink))
                 .await?;
-            let (more, next) = parse_retrieve_result(&resp);
-            objects.extend(more);
-            token = next;
+            items.append(&mut sink.items);
+            token = retrieve_token(&resp);
         }
-        Ok(objects)
+        Ok(items)
     }
 
     /// Reads properties of a single object.
@@ -253,7 +342,7 @@ impl EsxiClient {
             .object(&view, true, |w| {
                 traversal(w, "traverseView", "ContainerView", "view", &[])
             });
-        let result = self.retrieve(&spec).await;
+        let result = self.retrieve_map(&spec, observed_object).await;
 
         let destroy = method_body(&view).finish();
         match self.call("DestroyView", &destroy).await {
@@ -265,32 +354,51 @@ impl EsxiClient {
             }
         }
         let objects = result?;
-        Ok(observed_host(self.service.about.clone(), &objects))
+        Ok(observed_host(self.service.about.clone(), objects))
     }
 }
 
-/// Builds the sorted `ObservedHost` from the collected objects.
+/// What one object of the observe read contributes to the [`ObservedHost`].
+#[derive(Debug)]
+pub(crate) enum Observed {
+    /// A VM (boxed: it is much larger than the other variants).
+    Vm(Box<ObservedVm>),
+    /// The name of a datastore.
+    Datastore(String),
+    /// The name of a network (a standard port group or a distributed one).
+    Network(String),
+    /// A VM that vanished mid-read (or an inaccessible one), or an object without a name.
+    Nothing,
+}
+
+/// Reads one object of the observe read.
+pub(crate) fn observed_object(o: ObjectContent) -> Observed {
+    let name = || o.prop_text("name").map(str::to_owned);
+    match o.obj.kind.as_str() {
+        // An object that vanished mid-read (or an inaccessible one) comes without name.
+        "VirtualMachine" if o.prop("name").is_some() => Observed::Vm(Box::new(observed_vm(&o))),
+        "VirtualMachine" => Observed::Nothing,
+        "Datastore" => name().map_or(Observed::Nothing, Observed::Datastore),
+        // Network subtypes (e.g. DistributedVirtualPortgroup) also carry a name.
+        _ => name().map_or(Observed::Nothing, Observed::Network),
+    }
+}
+
+/// Builds the sorted `ObservedHost` from the objects read.
 pub(crate) fn observed_host(
     about: crate::host::HostAbout,
-    objects: &[ObjectContent],
+    objects: impl IntoIterator<Item = Observed>,
 ) -> ObservedHost {
     let mut host = ObservedHost {
         about,
         ..ObservedHost::default()
     };
     for o in objects {
-        match o.obj.kind.as_str() {
-            "VirtualMachine" => {
-                // An object that vanished mid-read (or an inaccessible one) comes without name.
-                if o.prop("name").is_some() {
-                    host.vms.push(observed_vm(o));
-                }
-            }
-            "Datastore" => host
-                .datastores
-                .extend(o.prop_text("name").map(str::to_owned)),
-            // Network subtypes (e.g. DistributedVirtualPortgroup) also carry a name.
-            _ => host.networks.extend(o.prop_text("name").map(str::to_owned)),
+        match o {
+            Observed::Vm(vm) => host.vms.push(*vm),
+            Observed::Datastore(name) => host.datastores.push(name),
+            Observed::Network(name) => host.networks.push(name),
+            Observed::Nothing => {}
         }
     }
     host.vms
@@ -419,23 +527,22 @@ pub(crate) fn parse_devices(devices: &[Element]) -> (Vec<ObservedDisk>, Vec<Obse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::esxi::envelope::{Reply, unwrap_body};
     use crate::esxi::xml::parse;
 
-    fn response(xml: &str) -> Element {
-        match unwrap_body(parse(xml).expect("xml")).expect("body") {
-            Reply::Response(r) => r,
-            Reply::Fault(f) => panic!("fault {f:?}"),
-        }
+    fn observe(objects: Vec<ObjectContent>) -> ObservedHost {
+        observed_host(
+            crate::host::HostAbout::default(),
+            objects.into_iter().map(observed_object),
+        )
     }
 
     #[test]
     fn observe_response_with_xmlschema_instance_prefix() {
-        let resp = response(include_str!("testdata/rpex_observe.xml"));
-        assert!(!has_not_authenticated(&resp));
-        let (objects, token) = parse_retrieve_result(&resp);
+        let (objects, token, not_authenticated) =
+            parse_retrieve_response(include_str!("testdata/rpex_observe.xml"));
+        assert!(!not_authenticated);
         assert_eq!(token, None);
-        let host = observed_host(crate::host::HostAbout::default(), &objects);
+        let host = observe(objects);
         assert_eq!(host.datastores, vec!["LocalDS_0"]);
         assert_eq!(host.networks, vec!["VM Network"]);
         let names: Vec<_> = host.vms.iter().map(|v| v.name.as_str()).collect();
@@ -475,9 +582,8 @@ mod tests {
 
     #[test]
     fn created_vm_with_vmxnet3_bytes_and_extra_config_duplicates() {
-        let resp = response(include_str!("testdata/rpex_created_vm.xml"));
-        let (objects, _) = parse_retrieve_result(&resp);
-        let host = observed_host(crate::host::HostAbout::default(), &objects);
+        let (objects, _, _) = parse_retrieve_response(include_str!("testdata/rpex_created_vm.xml"));
+        let host = observe(objects);
         assert_eq!(host.vms.len(), 1);
         let vm = &host.vms[0];
         assert_eq!(vm.name, "web & db <01>");
@@ -521,19 +627,25 @@ mod tests {
 
     #[test]
     fn missing_set_not_authenticated_is_detected() {
-        let resp = response(include_str!("testdata/rpex_not_authenticated.xml"));
+        let xml = include_str!("testdata/rpex_not_authenticated.xml");
+        let (objects, _, not_authenticated) = parse_retrieve_response(xml);
+        assert!(not_authenticated);
+        // Also when the objects stay in the tree.
+        let crate::esxi::envelope::Reply::Response(resp) =
+            crate::esxi::envelope::unwrap_body(parse(xml).expect("xml")).expect("body")
+        else {
+            panic!("fault")
+        };
         assert!(has_not_authenticated(&resp));
-        let (objects, _) = parse_retrieve_result(&resp);
         assert_eq!(objects[0].missing[0].0, "name");
         assert_eq!(objects[0].missing[0].1.fault, NOT_AUTHENTICATED);
     }
 
     #[test]
     fn token_is_read() {
-        let resp = response(
+        let (objects, token, _) = parse_retrieve_response(
             r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>1</token><objects><obj type="Datastore">ds-1</obj><propSet><name>name</name><val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xsd:string">ds</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#,
         );
-        let (objects, token) = parse_retrieve_result(&resp);
         assert_eq!(token.as_deref(), Some("1"));
         assert_eq!(objects[0].prop_text("name"), Some("ds"));
     }

@@ -6,9 +6,9 @@ use super::EsxiClient;
 use super::envelope::{Reply, method_body};
 use super::error::EsxiError;
 use super::fault::{INVALID_LOGIN, NOT_AUTHENTICATED, RESTRICTED_VERSION, SoapFault};
-use super::properties::has_not_authenticated;
+use super::properties::{ObjectSink, has_not_authenticated};
 use super::transport::Transport;
-use super::xml::{Element, MoRef};
+use super::xml::{Detach, Element, MoRef};
 use crate::host::HostAbout;
 
 /// The parts of `ServiceContent` the client uses.
@@ -52,7 +52,7 @@ pub(crate) async fn retrieve_service_content(
 ) -> Result<ServiceContent, EsxiError> {
     const METHOD: &str = "RetrieveServiceContent";
     let w = method_body(&MoRef::new("ServiceInstance", "ServiceInstance"));
-    match transport.post(METHOD, &w.finish()).await? {
+    match transport.post(METHOD, &w.finish(), None).await? {
         Reply::Response(resp) => {
             ServiceContent::from_response(&resp).map_err(|message| EsxiError::Protocol {
                 address: transport.address().to_owned(),
@@ -86,24 +86,51 @@ impl EsxiClient {
     /// When the session turns out to be gone (`NotAuthenticated`), logs in again and retries
     /// the call once.
     pub(crate) async fn call(&self, method: &str, inner: &str) -> Result<Element, EsxiError> {
+        self.call_with(method, inner, None).await
+    }
+
+    /// [`call`](Self::call) for the property collector, whose result objects go to `objects`
+    /// one by one while the response is parsed (the returned element lacks them). On a retry
+    /// the sink is reset first, so it ends up holding the objects of the successful attempt.
+    pub(crate) async fn call_with(
+        &self,
+        method: &str,
+        inner: &str,
+        mut objects: Option<&mut dyn ObjectSink>,
+    ) -> Result<Element, EsxiError> {
         let generation = self.session_generation.load(Ordering::SeqCst);
-        match self.call_once(method, inner).await {
+        let first = objects
+            .as_mut()
+            .map(|sink| &mut **sink as &mut dyn ObjectSink);
+        match self.call_once(method, inner, first).await {
             Err(e) if e.is_not_authenticated() && self.logged_in.load(Ordering::SeqCst) => {
                 tracing::debug!(method, "session not authenticated; logging in again");
                 self.relogin(generation).await?;
-                self.call_once(method, inner).await
+                self.call_once(method, inner, objects).await
             }
             other => other,
         }
     }
 
     /// One request, without re-login.
-    async fn call_once(&self, method: &str, inner: &str) -> Result<Element, EsxiError> {
-        match self.transport.post(method, inner).await? {
+    async fn call_once(
+        &self,
+        method: &str,
+        inner: &str,
+        mut objects: Option<&mut dyn ObjectSink>,
+    ) -> Result<Element, EsxiError> {
+        if let Some(sink) = objects.as_deref_mut() {
+            sink.reset();
+        }
+        let detach = objects.as_mut().map(|sink| &mut **sink as &mut dyn Detach);
+        match self.transport.post(method, inner, detach).await? {
             Reply::Response(resp) => {
                 // The simulator answers an unauthenticated RetrievePropertiesEx with HTTP 200
                 // and NotAuthenticated in every missingSet; real hosts send a fault.
-                if method.ends_with("RetrievePropertiesEx") && has_not_authenticated(&resp) {
+                if method.ends_with("RetrievePropertiesEx")
+                    && (objects.is_some_and(|sink| sink.not_authenticated())
+                        || has_not_authenticated(&resp))
+                {
                     return Err(EsxiError::Fault {
                         method: method.to_owned(),
                         fault: NOT_AUTHENTICATED.to_owned(),
@@ -132,7 +159,7 @@ impl EsxiClient {
         let mut w = method_body(&self.service.session_manager);
         w.leaf("userName", &self.username)
             .leaf("password", self.password.expose());
-        match self.call_once(METHOD, &w.finish()).await {
+        match self.call_once(METHOD, &w.finish(), None).await {
             Ok(_) => {
                 self.session_generation.fetch_add(1, Ordering::SeqCst);
                 self.logged_in.store(true, Ordering::SeqCst);
@@ -152,7 +179,7 @@ impl EsxiClient {
     pub async fn logout(&self) -> Result<(), EsxiError> {
         self.logged_in.store(false, Ordering::SeqCst);
         let w = method_body(&self.service.session_manager);
-        let result = self.call_once("Logout", &w.finish()).await;
+        let result = self.call_once("Logout", &w.finish(), None).await;
         self.transport.clear_cookies();
         match result {
             Ok(_) => Ok(()),

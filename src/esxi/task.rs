@@ -121,15 +121,10 @@ impl EsxiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::esxi::envelope::{Reply, unwrap_body};
-    use crate::esxi::properties::parse_retrieve_result;
-    use crate::esxi::xml::parse;
+    use crate::esxi::properties::parse_retrieve_response;
 
     fn objects(xml: &str) -> Vec<ObjectContent> {
-        match unwrap_body(parse(xml).expect("xml")).expect("body") {
-            Reply::Response(r) => parse_retrieve_result(&r).0,
-            Reply::Fault(f) => panic!("fault {f:?}"),
-        }
+        parse_retrieve_response(xml).0
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::envelope::{Reply, envelope, unwrap_body};
 use super::error::EsxiError;
-use super::xml::parse;
+use super::xml::{Detach, parse_detaching};
 
 /// Time allowed to establish a TCP + TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -305,7 +305,15 @@ impl Transport {
     }
 
     /// Sends one SOAP request and classifies the answer.
-    pub async fn post(&self, method: &str, inner: &str) -> Result<Reply, EsxiError> {
+    ///
+    /// With `detach`, the elements at its path go to it while the response is parsed instead of
+    /// into the returned tree (see [`parse_detaching`]).
+    pub async fn post(
+        &self,
+        method: &str,
+        inner: &str,
+        detach: Option<&mut dyn Detach>,
+    ) -> Result<Reply, EsxiError> {
         let body = envelope(method, inner);
         let cookie_header = {
             let cookies = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
@@ -334,7 +342,14 @@ impl Transport {
         let response = request.send().await.map_err(|e| self.map_send_error(&e))?;
         self.store_cookies(response.headers());
         let status = response.status();
-        let text = response.text().await.map_err(|e| self.map_send_error(&e))?;
+        // The body is parsed where it lies: vim25 speaks UTF-8, so decoding (as `text()` would)
+        // only copies a response that can be several MiB for a large inventory.
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.map_send_error(&e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         tracing::debug!(
             method,
             status = status.as_u16(),
@@ -343,13 +358,13 @@ impl Transport {
         );
         if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::INTERNAL_SERVER_ERROR
         {
-            return Err(self.http_error(method, status, &text));
+            return Err(self.http_error(method, status, text));
         }
-        let parsed = parse(&text).and_then(unwrap_body);
+        let parsed = parse_detaching(text, detach).and_then(unwrap_body);
         match parsed {
             Ok(reply) => Ok(reply),
             Err(_) if status != reqwest::StatusCode::OK => {
-                Err(self.http_error(method, status, &text))
+                Err(self.http_error(method, status, text))
             }
             Err(message) => Err(EsxiError::Protocol {
                 address: self.address.clone(),

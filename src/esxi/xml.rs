@@ -4,6 +4,10 @@
 //! what the vim25 protocol needs: the local element name, the `xsi:type` attribute (resolved by
 //! namespace URI, whatever prefix the server chose), the other attributes, the children and the
 //! text. Typed extraction works on this tree.
+//!
+//! A large response need not become one large tree: [`parse_detaching`] hands the elements at a
+//! given path (e.g. each `returnval/objects` of a property collector result) to a [`Detach`]
+//! as soon as each is complete, so only one of them is in memory at a time.
 
 use std::fmt::Write as _;
 
@@ -173,8 +177,30 @@ impl Element {
     }
 }
 
+/// Receives elements taken out of a document while it is parsed (see [`parse_detaching`]).
+pub(crate) trait Detach: Send {
+    /// Local names from the root element down to the elements to hand over; `*` matches any
+    /// name. For example `["Envelope", "Body", "*", "returnval", "objects"]`.
+    fn path(&self) -> &[&str];
+
+    /// Receives one complete element found at [`path`](Self::path), in document order. An
+    /// error stops the parse.
+    fn element(&mut self, el: Element) -> Result<(), String>;
+}
+
 /// Parses a complete document and returns its root element.
+#[cfg(test)]
 pub(crate) fn parse(xml: &str) -> Result<Element, String> {
+    parse_detaching(xml, None)
+}
+
+/// Parses a complete document like [`parse`], except that every element at `detach.path()` is
+/// handed to `detach` as soon as its end tag is read instead of being added to its parent: the
+/// returned tree lacks those elements, and only one of them is held at a time.
+pub(crate) fn parse_detaching(
+    xml: &str,
+    mut detach: Option<&mut dyn Detach>,
+) -> Result<Element, String> {
     let mut reader = NsReader::from_str(xml);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -182,28 +208,25 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
         let event = reader
             .read_event()
             .map_err(|e| format!("malformed XML: {e}"))?;
-        match event {
+        let closed = match event {
             Event::Start(start) => {
                 let el = start_element(&reader, &start)?;
                 stack.push(el);
+                None
             }
-            Event::Empty(start) => {
-                let el = start_element(&reader, &start)?;
-                close(el, &mut stack, &mut root);
-            }
-            Event::End(_) => {
-                let el = stack.pop().ok_or("unbalanced end tag")?;
-                close(el, &mut stack, &mut root);
-            }
+            Event::Empty(start) => Some(start_element(&reader, &start)?),
+            Event::End(_) => Some(stack.pop().ok_or("unbalanced end tag")?),
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&t.xml10_content());
                 }
+                None
             }
             Event::CData(t) => {
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&t.xml10_content());
                 }
+                None
             }
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
@@ -216,9 +239,15 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&resolved);
                 }
+                None
             }
             Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => None,
+        };
+        let Some(el) = closed else { continue };
+        match detach.as_deref_mut() {
+            Some(d) if at_path(d.path(), &stack, &el) => d.element(el)?,
+            _ => close(el, &mut stack, &mut root),
         }
     }
     if !stack.is_empty() {
@@ -227,6 +256,21 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
     root.ok_or_else(|| "empty document".to_owned())
 }
 
+/// Whether `el`, whose open ancestors are `stack` (root first), sits at `path`.
+fn at_path(path: &[&str], stack: &[Element], el: &Element) -> bool {
+    let Some((last, ancestors)) = path.split_last() else {
+        return false;
+    };
+    let matches = |pattern: &str, name: &str| pattern == "*" || pattern == name;
+    ancestors.len() == stack.len()
+        && matches(last, &el.name)
+        && ancestors
+            .iter()
+            .zip(stack)
+            .all(|(pattern, a)| matches(pattern, &a.name))
+}
+
+/// Adds a complete element to its parent (or makes it the root).
 fn close(el: Element, stack: &mut [Element], root: &mut Option<Element>) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(el),
@@ -399,6 +443,59 @@ mod tests {
             "<device xsi:type=\"VirtualDisk\"><key>1</key><backing xsi:type=\"VirtualDiskFlatVer2BackingInfo\">\
              <fileName>[ds] a&amp;b.vmdk</fileName><datastore type=\"Datastore\">ds-1</datastore></backing></device>"
         );
+    }
+
+    #[test]
+    fn detaches_elements_at_a_path() {
+        struct Take {
+            path: Vec<&'static str>,
+            got: Vec<Element>,
+        }
+        impl Detach for Take {
+            fn path(&self) -> &[&str] {
+                &self.path
+            }
+            fn element(&mut self, el: Element) -> Result<(), String> {
+                self.got.push(el);
+                Ok(())
+            }
+        }
+        let doc =
+            r#"<r><a><o>1</o><o x="y"/><p><o>deeper</o></p></a><b><o><i>2</i></o></b><o>3</o></r>"#;
+        let mut take = Take {
+            path: vec!["r", "*", "o"],
+            got: Vec::new(),
+        };
+        let root = parse_detaching(doc, Some(&mut take)).expect("parses");
+        // Handed over in document order, exactly as `parse` would have built them ...
+        let full = parse(doc).expect("parses");
+        let expected: Vec<Element> = full
+            .children
+            .iter()
+            .filter(|c| c.name != "o")
+            .flat_map(|c| c.children_named("o").cloned())
+            .collect();
+        assert_eq!(take.got, expected);
+        assert_eq!(take.got.len(), 3);
+        // ... and left out of the tree; elements elsewhere stay.
+        assert_eq!(
+            root.path(&["a", "p", "o"]).map(|o| o.text.as_str()),
+            Some("deeper")
+        );
+        assert_eq!(root.child("a").map(|a| a.children.len()), Some(1));
+        assert_eq!(root.child("b").map(|b| b.children.len()), Some(0));
+        assert_eq!(root.child_text("o"), Some("3"));
+
+        struct Refuse;
+        impl Detach for Refuse {
+            fn path(&self) -> &[&str] {
+                &["r", "o"]
+            }
+            fn element(&mut self, _: Element) -> Result<(), String> {
+                Err("no".into())
+            }
+        }
+        assert_eq!(parse_detaching(doc, Some(&mut Refuse)), Err("no".into()));
     }
 
     #[test]
