@@ -75,6 +75,11 @@ impl HostConnection {
     }
 }
 
+/// `dir` as an absolute path, so a saved plan finds password files from any working directory.
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 /// A host as declared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredHost {
@@ -138,7 +143,7 @@ impl DesiredState {
                         insecure: spec.insecure,
                         username: spec.username.clone(),
                         password: spec.password.clone(),
-                        secret_base: host.file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                        secret_base: absolute(host.file.parent().unwrap_or(Path::new("."))),
                     },
                     datastore: spec.datastore.clone(),
                     network: spec.network.clone(),

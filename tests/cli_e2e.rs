@@ -898,3 +898,90 @@ fn names_the_host_does_not_know_are_errors_at_their_place_in_the_manifests() {
     );
     assert!(find_vm(&sim, "web-01").is_none());
 }
+
+#[test]
+fn a_vm_still_being_created_by_a_killed_run_is_not_created_twice() {
+    let sim = Simulator::builder()
+        .method_delay("CreateVM_Task", 3000)
+        .start();
+    let inv = Inventory::new(&sim, &vm("d1", 1, "1GiB", "off", ""));
+    let mut apply = inv
+        .command(
+            &sim,
+            &["apply", inv.path().to_str().unwrap(), "--auto-approve"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        sim.method_count("CreateVM_Task") > 0
+    });
+    apply.kill().unwrap(); // SIGKILL while the host is still creating the VM
+    apply.wait().unwrap();
+
+    let again = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    again.expect(1);
+    assert!(
+        again
+            .stderr()
+            .contains("while creating VirtualMachine/d1 on host esxi-01"),
+        "{}",
+        again.stderr()
+    );
+    assert!(
+        again.stderr().contains("nothing was changed"),
+        "{}",
+        again.stderr()
+    );
+
+    wait_for(Duration::from_secs(20), || find_vm(&sim, "d1").is_some());
+    // The VM the killed run created is now there: the plan has nothing left to create.
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(list_vms(&sim).iter().filter(|v| v.name == "d1").count(), 1);
+
+    let runs: serde_json::Value =
+        serde_json::from_str(&inv.ceso(&sim, &["audit", "list", "--json"]).stdout()).unwrap();
+    let killed = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let shown = inv.ceso(&sim, &["audit", "show", &killed]);
+    assert!(
+        shown.stdout().contains("(interrupted)"),
+        "{}",
+        shown.stdout()
+    );
+    assert!(
+        shown
+            .stdout()
+            .contains("1 step(s) started but never reported an outcome"),
+        "{}",
+        shown.stdout()
+    );
+}
+
+#[test]
+fn a_saved_plan_is_applied_once_and_exactly_as_saved() {
+    let sim = Simulator::start();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let plan_file = inv.dir.path().join("plan.out");
+    let plan_arg = plan_file.display().to_string();
+    inv.ceso(&sim, &["plan", "DIR", "--out", &plan_arg])
+        .expect(2);
+    let pruning = inv.ceso(&sim, &["apply", &plan_arg, "--prune"]);
+    pruning.expect(1);
+    assert!(
+        pruning
+            .stderr()
+            .contains("--prune cannot change a saved plan"),
+        "{}",
+        pruning.stderr()
+    );
+    inv.ceso(&sim, &["apply", &plan_arg]).expect(0);
+    let again = inv.ceso(&sim, &["apply", &plan_arg]);
+    again.expect(1);
+    assert!(
+        again.stderr().contains("was already applied in run"),
+        "{}",
+        again.stderr()
+    );
+}

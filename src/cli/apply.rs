@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::connect::{Hosts, connect, disconnect, make_plan, observe};
+use super::connect::{Hosts, TASK_TIMEOUT, connect, disconnect, make_plan, observe};
 use super::plan::print_plan;
 use super::{CommandError, Outcome};
 use crate::apply::{ApplyHook, DEFAULT_PARALLELISM, execute};
 use crate::diagnostic::has_errors;
+use crate::host::HostOp;
 use crate::plan::{
-    PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons, structure_problems,
+    CREATE_VM, PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons, structure_problems,
 };
 use crate::state::{LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
 
@@ -56,19 +57,18 @@ pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError>
     result
 }
 
-/// A saved plan is a JSON document; an inventory is a directory or YAML.
+/// A saved plan is a JSON document with a `format_version`; an inventory is a directory or YAML.
 fn is_saved_plan(path: &Path) -> bool {
-    use std::io::Read;
-    let mut first = [0u8; 64];
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let read = if path.is_file() {
-        file.read(&mut first).unwrap_or(0)
-    } else {
-        0
-    };
-    first[..read].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    path.is_file()
+        && !yaml
+        && std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|value| value.get("format_version").is_some())
 }
 
 async fn plan_and_execute(
@@ -76,54 +76,134 @@ async fn plan_and_execute(
     store: &StateStore,
     holder: &LockHolder,
 ) -> Result<Outcome, CommandError> {
-    let (plan, hosts) = if is_saved_plan(&args.path) {
-        let plan = read_saved_plan(&args.path)?;
-        let hosts = connect(&plan.hosts).await?;
-        let fresh = check_saved_plan(&plan, &hosts).await;
-        if let Err(e) = fresh {
-            disconnect(&hosts).await;
-            return Err(e);
-        }
-        print_plan(&plan, false);
-        (plan, hosts)
-    } else {
-        let (plan, hosts) = make_plan(&args.path, &PlanOptions { prune: args.prune }).await?;
-        print_plan(&plan, false);
-        if has_errors(&plan.diagnostics) {
-            disconnect(&hosts).await;
-            return Err(CommandError::new(
-                "the plan has errors (see above); nothing was changed",
+    let saved = is_saved_plan(&args.path);
+    let (plan, hosts) = if saved {
+        if args.prune {
+            return Err(CommandError::with_hint(
+                "--prune cannot change a saved plan: it applies exactly what it says",
+                "make the plan with pruning: `ceso plan DIR --prune --out FILE`",
             ));
         }
-        if plan.has_changes()
-            && let Err(e) = confirm(args.auto_approve)
-        {
-            disconnect(&hosts).await;
-            return Err(e);
-        }
+        let plan = read_saved_plan(&args.path)?;
+        refuse_reapplied(&plan, store)?;
+        let hosts = connect(&plan.hosts).await?;
         (plan, hosts)
-    };
-    let result = if plan.has_changes() {
-        run_steps(&plan, &hosts, args, store, holder).await
     } else {
-        Ok(Outcome::Success)
+        make_plan(&args.path, &PlanOptions { prune: args.prune }).await?
     };
+    let result = review_and_run(saved, &plan, &hosts, args, store, holder).await;
     disconnect(&hosts).await;
     result
+}
+
+/// Everything between having a plan and the end of the run, with the hosts connected.
+async fn review_and_run(
+    saved: bool,
+    plan: &Plan,
+    hosts: &Hosts,
+    args: &ApplyArgs,
+    store: &StateStore,
+    holder: &LockHolder,
+) -> Result<Outcome, CommandError> {
+    if saved {
+        check_saved_plan(plan, hosts).await?;
+    }
+    print_plan(plan, false);
+    if has_errors(&plan.diagnostics) {
+        return Err(CommandError::new(
+            "the plan has errors (see above); nothing was changed",
+        ));
+    }
+    refuse_creates_in_flight(plan, store)?;
+    if !plan.has_changes() {
+        return Ok(Outcome::Success);
+    }
+    if !saved {
+        confirm(args.auto_approve)?;
+    }
+    run_steps(plan, hosts, args, store, holder).await
+}
+
+/// A saved plan is applied once: after that, the hosts are no longer what it was made against.
+fn refuse_reapplied(plan: &Plan, store: &StateStore) -> Result<(), CommandError> {
+    match store
+        .runs()?
+        .into_iter()
+        .find(|run| run.plan_id == plan.plan_id)
+    {
+        Some(run) => Err(CommandError::with_hint(
+            format!(
+                "plan {} was already applied in run {} ({})",
+                plan.plan_id,
+                run.run_id,
+                serde_json::to_value(run.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            "make a new plan: `ceso plan DIR --out FILE`",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses to create a VM that an interrupted run was still creating when it died, while the
+/// host may still be finishing that task: creating it again could make a second VM.
+fn refuse_creates_in_flight(plan: &Plan, store: &StateStore) -> Result<(), CommandError> {
+    let horizon =
+        jiff::Timestamp::now() - jiff::SignedDuration::try_from(TASK_TIMEOUT).unwrap_or_default();
+    for run in store.runs()? {
+        let recent = run
+            .started_at
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t > horizon);
+        if run.status == RunStatus::Succeeded || run.status == RunStatus::Failed || !recent {
+            continue;
+        }
+        let (_, events) = store.run(&run.run_id)?;
+        for started in events
+            .iter()
+            .filter(|e| matches!(e.event, StepEvent::Started))
+        {
+            let finished = events
+                .iter()
+                .any(|e| e.step == started.step && !matches!(e.event, StepEvent::Started));
+            let creates = plan.steps.iter().any(|step| {
+                matches!(step.op, HostOp::CreateVm { .. })
+                    && step.resource == started.resource
+                    && step.host == started.host
+            });
+            if !finished && started.description.starts_with(CREATE_VM) && creates {
+                return Err(CommandError::with_hint(
+                    format!(
+                        "run {} was interrupted at {} while creating {} on host {}: the host may still be creating it, so nothing was changed",
+                        run.run_id, started.at, started.resource, started.host
+                    ),
+                    format!(
+                        "wait until that task has ended (Recent Tasks in the host client), then plan again; after {} minutes this check no longer applies",
+                        TASK_TIMEOUT.as_secs() / 60
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_saved_plan(path: &Path) -> Result<Plan, CommandError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CommandError::new(format!("cannot read plan file {}: {e}", path.display())))?;
-    let version: Option<u64> = serde_json::from_str::<serde_json::Value>(&text)
+    let version = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("format_version").and_then(|v| v.as_u64()));
     if version != Some(u64::from(PLAN_FORMAT_VERSION)) {
+        let found = version.map_or("no format version".to_owned(), |v| {
+            format!("format version {v}")
+        });
         return Err(CommandError::with_hint(
             format!(
-                "{} is not a plan of format version {PLAN_FORMAT_VERSION} (found {:?})",
-                path.display(),
-                version
+                "{} has {found}; this ceso applies plans of format version {PLAN_FORMAT_VERSION}",
+                path.display()
             ),
             "make the plan with this version of ceso: `ceso plan DIR --out FILE`",
         ));
@@ -210,7 +290,9 @@ async fn run_steps(
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("\ninterrupted: letting running steps finish, starting no new ones");
+        eprintln!(
+            "\ninterrupted: letting running steps finish (each waits for its host task), starting no new ones\n  except powering back on VMs that were powered off for a change. Further Ctrl-C is ignored;\n  killing ceso loses nothing either: the next apply continues."
+        );
     };
     let report = execute(plan, hosts, usize::from(args.parallelism), &hook, stop).await;
     run.finished_at = Some(now());
@@ -244,6 +326,14 @@ async fn run_steps(
     }
     if report.is_success() {
         Ok(Outcome::Success)
+    } else if report.was_interrupted() {
+        Err(CommandError::with_hint(
+            format!(
+                "apply interrupted: {} step(s) succeeded, {} failed, {} not started",
+                run.steps_succeeded, run.steps_failed, run.steps_skipped
+            ),
+            "run apply again when ready: it continues from where the hosts are now",
+        ))
     } else {
         Err(CommandError::with_hint(
             format!(

@@ -1,12 +1,13 @@
 //! `ceso audit list` and `ceso audit show RUN`
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::Subcommand;
 
 use super::{CommandError, Outcome};
 use crate::plan::ResourceChange;
-use crate::state::{RunRecord, RunStatus, StateStore, StepEvent};
+use crate::state::{RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -38,11 +39,17 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
     let lock = LockState::of(&store);
     match command {
         AuditCommand::List { json } => {
-            let runs: Vec<RunRecord> = store
-                .runs()?
-                .into_iter()
-                .map(|run| lock.effective_status(run))
-                .collect();
+            let mut runs = Vec::new();
+            for run in store.runs()? {
+                let run = lock.effective_status(run);
+                let run = if run.finished_at.is_none() {
+                    let (_, events) = store.run(&run.run_id)?;
+                    counted(run, &events).0
+                } else {
+                    run
+                };
+                runs.push(run);
+            }
             if json {
                 println!(
                     "{}",
@@ -52,12 +59,12 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                 println!("No runs recorded in {}.", state.display());
             } else {
                 println!(
-                    "{:<24} {:<11} {:<25} {:<10} {:>5} {:>6} {:>7}  SOURCE",
+                    "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  SOURCE",
                     "RUN", "STATUS", "STARTED", "USER", "OK", "FAILED", "SKIPPED"
                 );
                 for run in &runs {
                     println!(
-                        "{:<24} {:<11} {:<25} {:<10} {:>5} {:>6} {:>7}  {}",
+                        "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  {}",
                         run.run_id,
                         status(run),
                         run.started_at,
@@ -72,7 +79,7 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
         }
         AuditCommand::Show { run, json } => {
             let (record, steps) = store.run(&run)?;
-            let record = lock.effective_status(record);
+            let (record, unknown) = counted(lock.effective_status(record), &steps);
             if json {
                 let value = serde_json::json!({ "run": record, "steps": steps });
                 println!(
@@ -121,10 +128,32 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                         step.at, step.step, step.description, step.resource, step.host
                     );
                 }
+                if unknown > 0 {
+                    println!(
+                        "\n  {unknown} step(s) started but never reported an outcome: the run ended while they ran.\n  The host has the last word: `ceso plan` shows what is left."
+                    );
+                }
             }
         }
     }
     Ok(Outcome::Success)
+}
+
+/// A run that never finished (it was killed) has no totals: count them from its step events.
+/// Also returns how many steps started without an outcome.
+fn counted(mut run: RunRecord, events: &[StepRecord]) -> (RunRecord, usize) {
+    let mut last: BTreeMap<usize, &StepEvent> = BTreeMap::new();
+    for event in events {
+        last.insert(event.step, &event.event);
+    }
+    let count = |pick: fn(&StepEvent) -> bool| last.values().filter(|e| pick(e)).count();
+    if run.finished_at.is_some() {
+        return (run, 0);
+    }
+    run.steps_succeeded = count(|e| matches!(e, StepEvent::Succeeded { .. }));
+    run.steps_failed = count(|e| matches!(e, StepEvent::Failed { .. }));
+    run.steps_skipped = count(|e| matches!(e, StepEvent::Skipped { .. }));
+    (run, count(|e| matches!(e, StepEvent::Started)))
 }
 
 fn status(run: &RunRecord) -> String {

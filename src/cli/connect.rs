@@ -12,7 +12,7 @@ use crate::manifest::{Inventory, load_valid_inventory};
 use crate::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
 
 /// How long one host task may take before ceso gives up waiting.
-const TASK_TIMEOUT: Duration = Duration::from_secs(600);
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Connected hosts, by name.
 pub type Hosts = BTreeMap<String, EsxiClient>;

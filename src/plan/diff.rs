@@ -17,6 +17,9 @@ use crate::host::{
 };
 use crate::manifest::{Power, Size};
 
+/// How a create step's description starts (`create VM web-01`).
+pub const CREATE_VM: &str = "create VM";
+
 /// The note on a VM the plan leaves alone because of an error about it.
 const LEFT_ALONE: &str = "left as it is: see the errors below";
 
@@ -151,15 +154,7 @@ impl Planner {
         }
         for vm in vms {
             if !self.check_host_objects(vm, observed) {
-                self.changes.push(ResourceChange {
-                    address: address(&vm.name),
-                    host: vm.host.clone(),
-                    name: vm.name.clone(),
-                    action: Action::NoOp,
-                    fields: vec![],
-                    power_cycle: false,
-                    notes: vec![LEFT_ALONE.to_owned()],
-                });
+                self.changes.push(left_alone(vm));
                 continue;
             }
             let claimed = managed
@@ -169,30 +164,46 @@ impl Planner {
             match claimed {
                 [] => {
                     if let Some(other) = observed.vms.iter().find(|o| o.name == vm.name) {
-                        self.diagnostics.push(
-                            Diagnostic::error(format!(
+                        let diagnostic = match other.managed_name() {
+                            Some(owner) => Diagnostic::error(format!(
+                                "a VM named {:?} already exists on host {host} ({}): it is ceso's VM {owner:?}, renamed on the host",
+                                vm.name, other.moref
+                            ))
+                            .hint(format!("rename it back to {owner:?} in the host client, or choose another name")),
+                            None => Diagnostic::error(format!(
                                 "a VM named {:?} already exists on host {host} ({}) and was not created by ceso",
                                 vm.name, other.moref
                             ))
-                            .resource(address(&vm.name))
-                            .field("metadata.name")
                             .hint("ceso never takes over VMs it did not create: choose another name, or rename or remove the existing VM"),
+                        };
+                        self.diagnostics.push(
+                            diagnostic
+                                .resource(address(&vm.name))
+                                .field("metadata.name"),
                         );
+                        self.changes.push(left_alone(vm));
                     } else {
                         self.create(vm);
                     }
                 }
                 [existing] => self.update(vm, existing),
-                several => self.diagnostics.push(
-                    Diagnostic::error(format!(
-                        "{} VMs on host {host} carry the ceso marker for {:?}: {}",
-                        several.len(),
-                        vm.name,
-                        several.iter().map(|o| o.moref.as_str()).collect::<Vec<_>>().join(", ")
-                    ))
-                    .resource(address(&vm.name))
-                    .hint("remove the duplicate VM on the host (it was probably copied by hand), then plan again"),
-                ),
+                several => {
+                    let named: Vec<String> = several
+                        .iter()
+                        .map(|o| format!("{} ({})", o.name, o.moref))
+                        .collect();
+                    self.diagnostics.push(
+                        Diagnostic::error(format!(
+                            "{} VMs on host {host} carry the ceso marker for {:?}: {}",
+                            several.len(),
+                            vm.name,
+                            named.join(", ")
+                        ))
+                        .resource(address(&vm.name))
+                        .hint("keep one: remove the others in the host client after checking which holds the data (a copy made by hand carries the marker too), then plan again"),
+                    );
+                    self.changes.push(left_alone(vm));
+                }
             }
         }
         for (name, claimed) in &managed {
@@ -280,7 +291,7 @@ impl Planner {
             nics: vm.config.networks.clone(),
             extra_config: marker_config(vm),
         };
-        let created = self.vm_step(vm, "create VM", HostOp::CreateVm { spec }, after);
+        let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {
             self.vm_step(
                 vm,
@@ -368,7 +379,7 @@ impl Planner {
                     Diagnostic::error(format!("VM {} is protected and cannot be replaced", vm.name))
                         .resource(address(&vm.name))
                         .field("spec.protect")
-                        .hint("revert the change that forces replacement (see the plan), or set `protect: false` first if losing the VM is intended"),
+                        .hint("revert the change that forces replacement (see the plan); if losing the VM is intended, first apply `protect: false` on its own, then the change"),
                 );
             } else {
                 change.power_cycle = running;
@@ -461,14 +472,25 @@ impl Planner {
             power_cycle: false,
             notes: vec![],
         };
-        if !prune {
-            change.notes.push("managed by ceso but no longer in the manifests: deleted only with --prune (or `prune: true` on the host)".to_owned());
-        } else if vm.is_protected() {
+        if vm.is_protected() {
             change.notes.push(
                 "no longer in the manifests, but protected: ceso never deletes it".to_owned(),
             );
+        } else if !prune {
+            change.notes.push("managed by ceso but no longer in the manifests: deleted only with --prune (or `prune: true` on the host)".to_owned());
         } else {
             change.action = Action::Delete;
+            change.fields = removed_fields(vm);
+            change.notes.push(format!(
+                "{} ({}) is destroyed with all its disks{}",
+                vm.name,
+                vm.moref,
+                if vm.power == Some(PowerState::PoweredOff) {
+                    ""
+                } else {
+                    ", after a hard power-off"
+                }
+            ));
             let moref = Some(vm.moref.clone());
             let mut last = None;
             if vm.power != Some(PowerState::PoweredOff) && vm.power.is_some() {
@@ -495,6 +517,19 @@ impl Planner {
             );
         }
         self.changes.push(change);
+    }
+}
+
+/// The change of a VM the plan does not touch because of an error about it.
+fn left_alone(vm: &DesiredVm) -> ResourceChange {
+    ResourceChange {
+        address: address(&vm.name),
+        host: vm.host.clone(),
+        name: vm.name.clone(),
+        action: Action::NoOp,
+        fields: vec![],
+        power_cycle: false,
+        notes: vec![LEFT_ALONE.to_owned()],
     }
 }
 
@@ -531,6 +566,36 @@ fn marker_config(vm: &DesiredVm) -> BTreeMap<String, String> {
         config.insert(PROTECT_KEY.to_owned(), "true".to_owned());
     }
     config
+}
+
+/// What a deleted VM had, as fields that go away.
+fn removed_fields(vm: &ObservedVm) -> Vec<FieldChange> {
+    let removed = |field: String, before: String| FieldChange {
+        field,
+        before: Some(before),
+        after: None,
+        drift: false,
+        requires_power_off: false,
+        forces_replacement: false,
+    };
+    let mut fields = vec![
+        removed("cpu".into(), vm.cpu.to_string()),
+        removed("memory".into(), size(vm.memory_mib << 20)),
+    ];
+    for (i, disk) in vm.disks.iter().enumerate() {
+        fields.push(removed(
+            format!("disks[{i}].size"),
+            size(disk.capacity_bytes),
+        ));
+    }
+    for (i, nic) in vm.nics.iter().enumerate() {
+        fields.push(removed(
+            format!("networks[{i}].portGroup"),
+            nic.port_group.clone(),
+        ));
+    }
+    fields.push(removed("power".into(), power_word(vm.power)));
+    fields
 }
 
 fn added(field: &str, after: String) -> FieldChange {

@@ -6,7 +6,7 @@ mod model;
 pub mod render;
 mod stale;
 
-pub use diff::{ObservedState, PlanMeta, PlanOptions, datastore_of, diff};
+pub use diff::{CREATE_VM, ObservedState, PlanMeta, PlanOptions, datastore_of, diff};
 pub use fingerprint::{VmFingerprint, differences, fingerprint, host_fingerprints};
 pub use model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,

@@ -52,14 +52,18 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
         .iter()
         .filter(|c| c.action != Action::NoOp)
         .collect();
-    if acting.is_empty() {
-        out.push_str("No changes. The hosts match the manifests.\n");
-    } else {
-        out.push_str("ceso will perform the following actions:\n");
-        for change in acting {
-            out.push('\n');
-            render_change(&mut out, change, colour);
+    let blocked = crate::diagnostic::has_errors(&plan.diagnostics);
+    out.push_str(match (blocked, acting.is_empty()) {
+        (false, true) => "No changes. The hosts match the manifests.\n",
+        (false, false) => "ceso will perform the following actions:\n",
+        (true, true) => "The plan has errors (listed below): nothing will be changed.\n",
+        (true, false) => {
+            "The plan has errors (listed below): nothing will be changed until they are fixed.\nThen ceso would perform these actions:\n"
         }
+    });
+    for change in acting {
+        out.push('\n');
+        render_change(&mut out, change, colour);
     }
     let kept: Vec<&ResourceChange> = plan
         .changes
