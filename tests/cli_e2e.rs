@@ -54,6 +54,30 @@ impl Inventory {
         command
     }
 
+    /// Starts `ceso apply DIR --auto-approve` plus `extra` in the background and returns once
+    /// the simulator has received `count` calls of `method` (so the run is mid-way).
+    fn apply_in_background(
+        &self,
+        sim: &Simulator,
+        extra: &[&str],
+        method: &str,
+        count: u64,
+    ) -> std::process::Child {
+        let path = self.path().display().to_string();
+        let mut args = vec!["apply", path.as_str(), "--auto-approve"];
+        args.extend_from_slice(extra);
+        let child = self
+            .command(sim, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(30), || {
+            sim.method_count(method) >= count
+        });
+        child
+    }
+
     /// Runs ceso with `args`, `DIR` replaced by the inventory path.
     fn ceso(&self, sim: &Simulator, args: &[&str]) -> Run {
         let path = self.path().display().to_string();
@@ -420,18 +444,7 @@ fn a_second_apply_is_refused_while_the_lock_is_held() {
         .method_delay("CreateVM_Task", 3000)
         .start();
     let inv = Inventory::new(&sim, &vm("slow-01", 1, "1GiB", "off", ""));
-    let mut first = inv
-        .command(
-            &sim,
-            &["apply", inv.path().to_str().unwrap(), "--auto-approve"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), || {
-        sim.method_count("CreateVM_Task") > 0
-    });
+    let mut first = inv.apply_in_background(&sim, &[], "CreateVM_Task", 1);
     let second = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
     second.expect(1);
     assert!(
@@ -467,24 +480,7 @@ fn killing_apply_mid_run_loses_nothing_and_the_next_apply_converges() {
     let names: Vec<String> = (1..=6).map(|i| format!("vm-{i:02}")).collect();
     let manifests: String = names.iter().map(|n| vm(n, 1, "1GiB", "on", "")).collect();
     let inv = Inventory::new(&sim, &manifests);
-    let mut apply = inv
-        .command(
-            &sim,
-            &[
-                "apply",
-                inv.path().to_str().unwrap(),
-                "--auto-approve",
-                "--parallelism",
-                "1",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), || {
-        sim.method_count("PowerOnVM_Task") >= 2
-    });
+    let mut apply = inv.apply_in_background(&sim, &["--parallelism", "1"], "PowerOnVM_Task", 2);
     apply.kill().unwrap(); // SIGKILL
     apply.wait().unwrap();
     let done_before = managed_names(&sim).len();
@@ -905,18 +901,7 @@ fn a_vm_still_being_created_by_a_killed_run_is_not_created_twice() {
         .method_delay("CreateVM_Task", 3000)
         .start();
     let inv = Inventory::new(&sim, &vm("d1", 1, "1GiB", "off", ""));
-    let mut apply = inv
-        .command(
-            &sim,
-            &["apply", inv.path().to_str().unwrap(), "--auto-approve"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), || {
-        sim.method_count("CreateVM_Task") > 0
-    });
+    let mut apply = inv.apply_in_background(&sim, &[], "CreateVM_Task", 1);
     apply.kill().unwrap(); // SIGKILL while the host is still creating the VM
     apply.wait().unwrap();
 
