@@ -47,23 +47,11 @@ fn holder(run_id: &str, pid: u32) -> LockHolder {
 }
 
 /// The record an apply writes once it holds the lock.
+/// The record `ceso apply` writes when it starts a run of a plan with two steps.
 fn running(holder: &LockHolder) -> RunRecord {
-    RunRecord {
-        run_id: holder.run_id.clone(),
-        plan_id: "plan-1".into(),
-        started_at: holder.started_at.clone(),
-        finished_at: None,
-        status: RunStatus::Running,
-        os_user: holder.os_user.clone(),
-        hostname: holder.hostname.clone(),
-        pid: holder.pid,
-        source: "inventory".into(),
-        steps_total: 2,
-        steps_succeeded: 0,
-        steps_failed: 0,
-        steps_skipped: 0,
-        changes: vec![],
-    }
+    let two_steps = desired(vec![desired_vm("web-01", 1, 1, Power::On)], false);
+    let plan = plan(&two_steps, &empty_host(), false);
+    RunRecord::running(holder, &plan, "inventory")
 }
 
 fn run_started(run_id: &str, started_at: &str) -> RunRecord {
