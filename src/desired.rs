@@ -116,6 +116,9 @@ pub struct VmSettings {
     pub disks: Vec<u64>,
     /// Port group of each adapter, in order.
     pub networks: Vec<String>,
+    /// Not part of `ceso.applied`: the power state ceso last reached is recorded separately
+    /// (`ceso.power`), by the power operation itself once it succeeded.
+    #[serde(skip_serializing, default)]
     pub power: Power,
     pub protect: bool,
 }

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const MANAGED_KEY: &str = "ceso.managed";
 /// extraConfig key holding `true` when the manifest protected the VM (survives manifest deletion).
 pub const PROTECT_KEY: &str = "ceso.protect";
+/// extraConfig key holding the power state (`on`/`off`) ceso last brought the VM to, written by
+/// the power operation once it succeeded (so a failed or interrupted run is not mistaken for a
+/// change made outside ceso).
+pub const POWER_KEY: &str = "ceso.power";
 /// extraConfig key holding the JSON of the spec ceso last applied (no secrets), used to tell
 /// changes made outside ceso (drift) from changes made in the manifests.
 pub const APPLIED_KEY: &str = "ceso.applied";

@@ -468,3 +468,25 @@ proptest! {
         prop_assert_eq!(common::plan(&target, &host, true), common::plan(&target, &host, true));
     }
 }
+
+#[test]
+fn a_power_change_ceso_did_not_finish_is_not_called_drift() {
+    // Created, but the run ended before the power-on: the host says off, ceso never reached on.
+    let desired = desired(vec![desired_vm("web-01", 1, 1, Power::On)], false);
+    let first = plan(&desired, &empty_host(), false);
+    let fake = FakeHost::new(empty_host());
+    let HostOp::CreateVm { spec } = &first.steps[0].op else {
+        panic!("create first")
+    };
+    fake.apply(&HostOp::CreateVm { spec: spec.clone() })
+        .unwrap();
+    let next = plan(&desired, &fake.state.borrow(), false);
+    let power = &next.changes[0].fields[0];
+    assert_eq!((power.field.as_str(), power.drift), ("power", false));
+
+    // Powered on by ceso, then powered off in the host client: that is drift.
+    apply_all(&fake, &next);
+    fake.state.borrow_mut().vms[0].power = Some(PowerState::PoweredOff);
+    let drifted = plan(&desired, &fake.state.borrow(), false);
+    assert!(drifted.changes[0].fields[0].drift);
+}

@@ -9,7 +9,7 @@ use super::error::EsxiError;
 use super::properties::{FilterSpec, device_key, is_disk, is_nic, traversal};
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
 use crate::host::{
-    DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome, PROTECT_KEY, VmCreateSpec,
+    DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec,
     VmReconfigSpec,
 };
 
@@ -485,8 +485,10 @@ impl EsxiClient {
         self.vm_task("Destroy_Task", Some(&vm_ref.value), vm).await
     }
 
-    /// A power operation that succeeds when the VM is already in the wanted state: a task that
-    /// an interrupted run started may have finished on the host after ceso observed it.
+    /// A power operation that succeeds when the VM is already in the wanted state (a task that
+    /// an interrupted run started may have finished on the host after ceso observed it), then
+    /// records the reached state in the VM's `ceso.power` key, so that the next plan can tell a
+    /// power change made outside ceso from one ceso did not finish.
     async fn power_task(
         &self,
         method: &str,
@@ -494,20 +496,29 @@ impl EsxiClient {
         moref: Option<&str>,
         vm: &str,
     ) -> Result<OpOutcome, EsxiError> {
-        match self.vm_task(method, moref, vm).await {
+        let vm_ref = self.resolve_vm(moref, vm).await?;
+        match self.vm_task(method, Some(&vm_ref.value), vm).await {
             Err(error) if error.fault_type() == Some("InvalidPowerState") => {
-                let vm_ref = self.resolve_vm(moref, vm).await?;
                 let now = self.retrieve_one(&vm_ref, &["runtime.powerState"]).await?;
                 let state = now.as_ref().and_then(|o| o.prop_text("runtime.powerState"));
-                if state.map(str::trim) == Some(wanted) {
-                    tracing::info!("{vm} is already {wanted}");
-                    Ok(OpOutcome::default())
-                } else {
-                    Err(error)
+                if state.map(str::trim) != Some(wanted) {
+                    return Err(error);
                 }
+                tracing::info!("{vm} is already {wanted}");
             }
-            other => other,
+            other => {
+                other?;
+            }
         }
+        let reached = if wanted == "poweredOn" { "on" } else { "off" };
+        let record = VmReconfigSpec {
+            extra_config: [(POWER_KEY.to_owned(), reached.to_owned())].into(),
+            ..VmReconfigSpec::default()
+        };
+        if let Err(error) = self.reconfigure_vm(Some(&vm_ref.value), vm, &record).await {
+            tracing::warn!("{vm} is {wanted}, but recording it in {POWER_KEY} failed: {error}");
+        }
+        Ok(OpOutcome::default())
     }
 
     /// The VM's moref: the given one, or looked up by name (one `RetrievePropertiesEx`).

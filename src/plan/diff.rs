@@ -12,8 +12,8 @@ use super::model::{
 use crate::desired::{DesiredState, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{
-    APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, PROTECT_KEY,
-    PowerState, VmCreateSpec, VmReconfigSpec,
+    APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, POWER_KEY,
+    PROTECT_KEY, PowerState, VmCreateSpec, VmReconfigSpec,
 };
 use crate::manifest::{Power, Size};
 
@@ -289,7 +289,11 @@ impl Planner {
             datastore: vm.config.datastore.clone(),
             disks: vm.config.disks.clone(),
             nics: vm.config.networks.clone(),
-            extra_config: marker_config(vm),
+            extra_config: {
+                let mut config = marker_config(vm);
+                config.insert(POWER_KEY.to_owned(), Power::Off.to_string());
+                config
+            },
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {
@@ -398,7 +402,9 @@ impl Planner {
             self.changes.push(change);
             return;
         }
-        let needs_settings = applied.as_ref() != Some(&vm.config);
+        let needs_settings = applied
+            .as_ref()
+            .is_none_or(|a| !same_settings(a, &vm.config));
         let mut reconfig = comparison.reconfig;
         if needs_settings
             || reconfig != VmReconfigSpec::default()
@@ -552,6 +558,14 @@ fn effective(declared: &DesiredVm, observed: &ObservedVm) -> DesiredVm {
         vm.config.datastore = current.to_owned();
     }
     vm
+}
+
+/// Whether the recorded settings equal the declared ones (power is recorded separately).
+fn same_settings(applied: &VmSettings, declared: &VmSettings) -> bool {
+    VmSettings {
+        power: declared.power,
+        ..applied.clone()
+    } == *declared
 }
 
 /// The extraConfig that marks a VM as ceso's and records what was applied.
@@ -771,7 +785,7 @@ fn compare(
     }
     let observed_power = power_word(observed.power);
     if observed_power != desired.power.to_string() {
-        let drift = unchanged_since_apply(&|s| s.power.to_string());
+        let drift = observed.extra_config.get(POWER_KEY) == Some(&desired.power.to_string());
         out.field(
             "power".into(),
             Some(observed_power),

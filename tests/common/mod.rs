@@ -10,7 +10,7 @@ use ceso::apply::{ApplyHook, ApplyReport, execute};
 use ceso::desired::{DesiredHost, DesiredState, DesiredVm, HostConnection, VmSettings};
 use ceso::host::{
     DiskChange, Host, HostAbout, HostOp, NicChange, ObservedDisk, ObservedHost, ObservedNic,
-    ObservedVm, OpOutcome, PowerState,
+    ObservedVm, OpOutcome, POWER_KEY, PowerState,
 };
 use ceso::manifest::{Power, SecretRef};
 use ceso::plan::{ObservedState, Plan, PlanMeta, PlanOptions, Step, diff};
@@ -81,6 +81,14 @@ impl FakeHost {
             return Err(FakeError("InvalidPowerState".into()));
         }
         state.vms[index].power = Some(power);
+        let reached = if power == PowerState::PoweredOn {
+            "on"
+        } else {
+            "off"
+        };
+        state.vms[index]
+            .extra_config
+            .insert(POWER_KEY.to_owned(), reached.to_owned());
         Ok(OpOutcome::default())
     }
 
