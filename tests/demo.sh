@@ -23,7 +23,8 @@ for _ in $(seq 100); do
 done
 grep -q ESXSIM_READY=1 "$run_dir/esxsim.out" || { echo "demo: the simulator did not become ready" >&2; exit 1; }
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 step ceso validate examples/inventory
 "$ceso" validate examples/inventory
 step ceso plan examples/inventory
