@@ -134,12 +134,7 @@ fn refuse_reapplied(plan: &Plan, store: &StateStore) -> Result<(), CommandError>
         Some(run) => Err(CommandError::with_hint(
             format!(
                 "plan {} was already applied in run {} ({})",
-                plan.plan_id,
-                run.run_id,
-                serde_json::to_value(run.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                plan.plan_id, run.run_id, run.status
             ),
             "make a new plan: `ceso plan DIR --out FILE`",
         )),

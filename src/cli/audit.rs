@@ -66,7 +66,7 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                     println!(
                         "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  {}",
                         run.run_id,
-                        status(run),
+                        run.status,
                         run.started_at,
                         run.os_user,
                         run.steps_succeeded,
@@ -87,7 +87,7 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                     serde_json::to_string_pretty(&value).expect("audit serializes")
                 );
             } else {
-                println!("Run {} ({})", record.run_id, status(&record));
+                println!("Run {} ({})", record.run_id, record.status);
                 println!("  plan:     {}", record.plan_id);
                 println!("  source:   {}", record.source);
                 println!(
@@ -154,13 +154,6 @@ fn counted(mut run: RunRecord, events: &[StepRecord]) -> (RunRecord, usize) {
     run.steps_failed = count(|e| matches!(e, StepEvent::Failed { .. }));
     run.steps_skipped = count(|e| matches!(e, StepEvent::Skipped { .. }));
     (run, count(|e| matches!(e, StepEvent::Started)))
-}
-
-fn status(run: &RunRecord) -> String {
-    serde_json::to_value(run.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn print_change(change: &ResourceChange) {
