@@ -147,12 +147,9 @@ fn refuse_reapplied(plan: &Plan, store: &StateStore) -> Result<(), CommandError>
 fn refuse_creates_in_flight(plan: &Plan, store: &StateStore) -> Result<(), CommandError> {
     let horizon =
         jiff::Timestamp::now() - jiff::SignedDuration::try_from(TASK_TIMEOUT).unwrap_or_default();
+    let recent = |at: &str| at.parse::<jiff::Timestamp>().is_ok_and(|t| t > horizon);
     for run in store.runs()? {
-        let recent = run
-            .started_at
-            .parse::<jiff::Timestamp>()
-            .is_ok_and(|t| t > horizon);
-        if run.status == RunStatus::Succeeded || run.status == RunStatus::Failed || !recent {
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
             continue;
         }
         let (_, events) = store.run(&run.run_id)?;
@@ -168,7 +165,11 @@ fn refuse_creates_in_flight(plan: &Plan, store: &StateStore) -> Result<(), Comma
                     && step.resource == started.resource
                     && step.host == started.host
             });
-            if !finished && started.description.starts_with(CREATE_VM) && creates {
+            if !finished
+                && recent(&started.at)
+                && started.description.starts_with(CREATE_VM)
+                && creates
+            {
                 return Err(CommandError::with_hint(
                     format!(
                         "run {} was interrupted at {} while creating {} on host {}: the host may still be creating it, so nothing was changed",
