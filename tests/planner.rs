@@ -5,7 +5,7 @@ mod common;
 
 use ceso::host::{APPLIED_KEY, HostOp, PowerState};
 use ceso::manifest::Power;
-use ceso::plan::{Action, render};
+use ceso::plan::{Action, render, stale_reasons};
 use common::*;
 use proptest::prelude::*;
 
@@ -489,4 +489,38 @@ fn a_power_change_ceso_did_not_finish_is_not_called_drift() {
     fake.state.borrow_mut().vms[0].power = Some(PowerState::PoweredOff);
     let drifted = plan(&desired, &fake.state.borrow(), false);
     assert!(drifted.changes[0].fields[0].drift);
+}
+
+#[test]
+fn a_saved_plan_goes_stale_only_when_a_vm_it_depends_on_changes() {
+    let fake = converged(&desired(
+        vec![
+            desired_vm("web-01", 1, 1, Power::On),
+            desired_vm("old-01", 1, 1, Power::On),
+        ],
+        false,
+    ));
+    let target = desired(vec![desired_vm("web-01", 2, 1, Power::On)], false);
+    let saved = plan(&target, &fake.state.borrow(), false);
+    let now = |host: &ceso::host::ObservedHost| observed(host.clone());
+    assert!(stale_reasons(&saved, &now(&fake.state.borrow())).is_empty());
+
+    // An unmanaged VM that happens to carry the name of the undeclared one is none of its business.
+    fake.state
+        .borrow_mut()
+        .vms
+        .push(unmanaged_vm("old-01", "77"));
+    assert!(stale_reasons(&saved, &now(&fake.state.borrow())).is_empty());
+
+    fake.state
+        .borrow_mut()
+        .vms
+        .iter_mut()
+        .find(|v| v.name == "web-01")
+        .unwrap()
+        .cpu = 3;
+    assert_eq!(
+        stale_reasons(&saved, &now(&fake.state.borrow())),
+        ["VM web-01 on host esxi-01 changed since the plan was made: cpu 1 → 3"]
+    );
 }

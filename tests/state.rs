@@ -300,6 +300,7 @@ fn change(address: &str, action: Action, fields: Vec<FieldChange>) -> ResourceCh
         action,
         fields,
         power_cycle: false,
+        undeclared: false,
         notes: vec![],
     }
 }

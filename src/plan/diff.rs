@@ -334,6 +334,7 @@ impl Planner {
             action: Action::Create,
             fields,
             power_cycle: false,
+            undeclared: false,
             notes: vec![],
         });
         self.create_steps(vm, None);
@@ -362,6 +363,7 @@ impl Planner {
             action: Action::NoOp,
             fields: comparison.fields.clone(),
             power_cycle: false,
+            undeclared: false,
             notes: vec![],
         };
         if !comparison.problems.is_empty() {
@@ -476,6 +478,7 @@ impl Planner {
             action: Action::NoOp,
             fields: vec![],
             power_cycle: false,
+            undeclared: true,
             notes: vec![],
         };
         if vm.is_protected() {
@@ -535,6 +538,7 @@ fn left_alone(vm: &DesiredVm) -> ResourceChange {
         action: Action::NoOp,
         fields: vec![],
         power_cycle: false,
+        undeclared: false,
         notes: vec![LEFT_ALONE.to_owned()],
     }
 }

@@ -83,6 +83,9 @@ pub struct ResourceChange {
     /// The VM will be powered off (and back on, if declared on) for this change.
     #[serde(default)]
     pub power_cycle: bool,
+    /// The VM is managed by ceso but no longer in the manifests (kept, or deleted with pruning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undeclared: bool,
     /// Notes for the reviewer, e.g. why a managed VM is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

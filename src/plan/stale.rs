@@ -19,7 +19,7 @@ pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
         let names: BTreeSet<&str> = plan
             .changes
             .iter()
-            .filter(|c| &c.host == host)
+            .filter(|c| &c.host == host && !c.undeclared)
             .map(|c| c.name.as_str())
             .collect();
         let now = host_fingerprints(now_host, &names);
