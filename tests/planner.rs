@@ -524,3 +524,26 @@ fn a_saved_plan_goes_stale_only_when_a_vm_it_depends_on_changes() {
         ["VM web-01 on host esxi-01 changed since the plan was made: cpu 1 → 3"]
     );
 }
+
+#[test]
+fn a_declared_on_vm_found_off_is_powered_on_even_when_its_change_fails() {
+    let fake = converged(&desired(vec![desired_vm("web-01", 2, 4, Power::On)], false));
+    fake.state.borrow_mut().vms[0].power = Some(PowerState::PoweredOff); // e.g. a run killed mid-cycle
+    let plan = plan(
+        &desired(vec![desired_vm("web-01", 4, 4, Power::On)], false),
+        &fake.state.borrow(),
+        false,
+    );
+    assert_eq!(
+        step_descriptions(&plan),
+        ["reconfigure web-01", "power on web-01"]
+    );
+    let mut failing = FakeHost::new(fake.state.borrow().clone());
+    failing.fail_reconfigure = true;
+    let (host, report, _) = execute_plan(failing, &plan, 4);
+    assert_eq!((report.failed(), report.succeeded()), (1, 1));
+    assert_eq!(
+        host.state.borrow().vms[0].power,
+        Some(PowerState::PoweredOn)
+    );
+}

@@ -367,9 +367,7 @@ impl Planner {
             notes: vec![],
         };
         if !comparison.problems.is_empty() {
-            change
-                .notes
-                .push("left as it is: see the errors below".to_owned());
+            change.notes.push(LEFT_ALONE.to_owned());
             self.changes.push(change);
             return;
         }
@@ -452,18 +450,12 @@ impl Planner {
                 moref,
                 vm: vm.name.clone(),
             };
-            match (powered_off, reconfigured) {
-                // Powering back on undoes the power-off whatever became of the reconfiguration,
-                // and also when the run is interrupted: a declared-on VM is not left off.
-                (Some(off), Some(reconfigure)) => {
-                    let id = self.vm_step(vm, "power on", power_on, Some(off));
-                    self.steps[id].after = vec![reconfigure];
-                    self.steps[id].compensating = true;
-                }
-                _ => {
-                    self.vm_step(vm, "power on", power_on, reconfigured.or(powered_off));
-                }
-            }
+            // A declared-on VM is powered on whatever became of the reconfiguration. After a
+            // power cycle this undoes ceso's own power-off, so it runs even when the run is
+            // interrupted.
+            let id = self.vm_step(vm, "power on", power_on, powered_off);
+            self.steps[id].after = reconfigured.into_iter().collect();
+            self.steps[id].compensating = powered_off.is_some() && reconfigured.is_some();
         } else if !want_on && (on || suspended) {
             self.vm_step(vm, "power off", power_off(&moref, vm), reconfigured);
         }
