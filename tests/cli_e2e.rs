@@ -441,7 +441,7 @@ fn apply_refuses_without_a_terminal_or_auto_approve() {
 #[test]
 fn a_second_apply_is_refused_while_the_lock_is_held() {
     let sim = Simulator::builder()
-        .method_delay("CreateVM_Task", 3000)
+        .method_delay("CreateVM_Task", 5000)
         .start();
     let inv = Inventory::new(&sim, &vm("slow-01", 1, "1GiB", "off", ""));
     let mut first = inv.apply_in_background(&sim, &[], "CreateVM_Task", 1);
@@ -900,7 +900,7 @@ fn names_the_host_does_not_know_are_errors_at_their_place_in_the_manifests() {
 #[test]
 fn a_vm_still_being_created_by_a_killed_run_is_not_created_twice() {
     let sim = Simulator::builder()
-        .method_delay("CreateVM_Task", 3000)
+        .method_delay("CreateVM_Task", 8000)
         .start();
     let inv = Inventory::new(&sim, &vm("d1", 1, "1GiB", "off", ""));
     let mut apply = inv.apply_in_background(&sim, &[], "CreateVM_Task", 1);
@@ -922,7 +922,7 @@ fn a_vm_still_being_created_by_a_killed_run_is_not_created_twice() {
         again.stderr()
     );
 
-    wait_for(Duration::from_secs(20), || find_vm(&sim, "d1").is_some());
+    wait_for(Duration::from_secs(30), || find_vm(&sim, "d1").is_some());
     // The VM the killed run created is now there: the plan has nothing left to create.
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
