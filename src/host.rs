@@ -197,3 +197,16 @@ pub trait Host {
     /// Carries out one operation and waits for it to finish.
     fn execute(&self, op: &HostOp) -> impl Future<Output = Result<OpOutcome, Self::Error>>;
 }
+
+/// A shared reference to a host is a host too (lets callers keep ownership while the executor runs).
+impl<H: Host> Host for &H {
+    type Error = H::Error;
+
+    fn observe(&self) -> impl Future<Output = Result<ObservedHost, Self::Error>> {
+        (**self).observe()
+    }
+
+    fn execute(&self, op: &HostOp) -> impl Future<Output = Result<OpOutcome, Self::Error>> {
+        (**self).execute(op)
+    }
+}

@@ -19,7 +19,7 @@ fn a_failed_step_skips_its_dependents_and_independent_steps_go_on() {
     let plan = plan(&desired, &empty_host(), false);
     let mut fake = FakeHost::new(empty_host());
     fake.fail_on.insert("bad-01".into());
-    let (fake, report, events) = execute_plan(fake, &plan, 1);
+    let (report, events) = execute_plan(&fake, &plan, 1);
     assert_eq!(
         events,
         vec![
@@ -52,7 +52,8 @@ fn a_failed_step_skips_its_dependents_and_independent_steps_go_on() {
 fn steps_of_a_created_vm_address_it_by_the_moref_the_host_returned() {
     let desired = desired(vec![desired_vm("web-01", 1, 1, Power::On)], false);
     let plan = plan(&desired, &empty_host(), false);
-    let (fake, report, _) = execute_plan(FakeHost::new(empty_host()), &plan, 4);
+    let fake = FakeHost::new(empty_host());
+    let (report, _) = execute_plan(&fake, &plan, 4);
     assert!(report.is_success());
     let log = fake.log.borrow();
     assert!(log[1].contains("PowerOn { moref: Some(\"101\")"), "{log:?}");
@@ -72,8 +73,9 @@ fn parallel_and_sequential_runs_reach_the_same_state() {
         .collect();
     let desired = desired(vms, false);
     let plan = plan(&desired, &empty_host(), false);
-    let (one, ..) = execute_plan(FakeHost::new(empty_host()), &plan, 1);
-    let (four, ..) = execute_plan(FakeHost::new(empty_host()), &plan, 4);
+    let (one, four) = (FakeHost::new(empty_host()), FakeHost::new(empty_host()));
+    execute_plan(&one, &plan, 1);
+    execute_plan(&four, &plan, 4);
     let names = |f: &FakeHost| {
         f.state
             .borrow()

@@ -282,14 +282,14 @@ fn a_power_cycle_powers_the_vm_back_on_even_when_the_change_fails() {
 
     let mut failing = FakeHost::new(fake.state.borrow().clone());
     failing.fail_reconfigure = true;
-    let (host, report, events) = execute_plan(failing, &plan, 4);
+    let (report, events) = execute_plan(&failing, &plan, 4);
     assert_eq!(report.failed(), 1);
     assert!(
         events.contains(&"succeeded power on web-01".to_owned()),
         "{events:#?}"
     );
     assert_eq!(
-        host.state.borrow().vms[0].power,
+        failing.state.borrow().vms[0].power,
         Some(PowerState::PoweredOn)
     );
 }
@@ -540,10 +540,10 @@ fn a_declared_on_vm_found_off_is_powered_on_even_when_its_change_fails() {
     );
     let mut failing = FakeHost::new(fake.state.borrow().clone());
     failing.fail_reconfigure = true;
-    let (host, report, _) = execute_plan(failing, &plan, 4);
+    let (report, _) = execute_plan(&failing, &plan, 4);
     assert_eq!((report.failed(), report.succeeded()), (1, 1));
     assert_eq!(
-        host.state.borrow().vms[0].power,
+        failing.state.borrow().vms[0].power,
         Some(PowerState::PoweredOn)
     );
 }

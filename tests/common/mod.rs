@@ -345,10 +345,10 @@ impl ApplyHook for RecordingHook {
 
 /// Runs a plan through the real executor against `fake` (host `esxi-01`).
 pub fn execute_plan(
-    fake: FakeHost,
+    fake: &FakeHost,
     plan: &Plan,
     parallelism: usize,
-) -> (FakeHost, ApplyReport, Vec<String>) {
+) -> (ApplyReport, Vec<String>) {
     let hosts = BTreeMap::from([("esxi-01".to_owned(), fake)]);
     let hook = RecordingHook::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -362,18 +362,13 @@ pub fn execute_plan(
         &hook,
         std::future::pending(),
     ));
-    let fake = hosts.into_values().next().unwrap();
-    (fake, report, hook.events.into_inner())
+    (report, hook.events.into_inner())
 }
 
 /// Applies a plan through the executor, panicking when a step does not succeed.
 pub fn apply_all(fake: &FakeHost, plan: &Plan) {
-    let copy = FakeHost::new(fake.state.borrow().clone());
-    *copy.next_moref.borrow_mut() = *fake.next_moref.borrow();
-    let (after, report, events) = execute_plan(copy, plan, 4);
+    let (report, events) = execute_plan(fake, plan, 4);
     assert!(report.is_success(), "{events:#?}");
-    *fake.state.borrow_mut() = after.state.into_inner();
-    *fake.next_moref.borrow_mut() = after.next_moref.into_inner();
 }
 
 /// An unmanaged VM, as the simulator's default inventory has.
