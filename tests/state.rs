@@ -316,11 +316,9 @@ fn field(name: &str, before: Option<&str>, after: Option<&str>) -> FieldChange {
     }
 }
 
-#[test]
-fn a_run_records_what_it_changes_and_reads_back_with_its_steps() {
-    let s = state();
-    let mut run = run_started("run-1", "2026-11-27T09:00:00.000Z");
-    run.changes = vec![
+/// A create of web-01 (cpu 2) and an update of db-01 (memory 2GiB → 4GiB).
+fn create_and_update() -> Vec<ResourceChange> {
+    vec![
         change(
             "VirtualMachine/web-01",
             Action::Create,
@@ -331,7 +329,14 @@ fn a_run_records_what_it_changes_and_reads_back_with_its_steps() {
             Action::Update,
             vec![field("memory", Some("2GiB"), Some("4GiB"))],
         ),
-    ];
+    ]
+}
+
+#[test]
+fn a_run_records_what_it_changes_and_reads_back_with_its_steps() {
+    let s = state();
+    let mut run = run_started("run-1", "2026-11-27T09:00:00.000Z");
+    run.changes = create_and_update();
     s.store.save_run(&run).unwrap();
     let started = StepRecord {
         step: 0,
@@ -479,19 +484,9 @@ fn audit_show_tells_what_a_run_changed() {
     let s = state();
     let mut run = run_started("run-1", "2026-11-27T09:00:00.000Z");
     run.status = RunStatus::Succeeded;
-    run.changes = vec![
-        change(
-            "VirtualMachine/web-01",
-            Action::Create,
-            vec![field("cpu", None, Some("2"))],
-        ),
-        change(
-            "VirtualMachine/db-01",
-            Action::Update,
-            vec![field("memory", Some("2GiB"), Some("4GiB"))],
-        ),
-        change("VirtualMachine/old-01", Action::Delete, vec![]),
-    ];
+    run.changes = create_and_update();
+    run.changes
+        .push(change("VirtualMachine/old-01", Action::Delete, vec![]));
     s.store.save_run(&run).unwrap();
 
     let shown = ceso_audit(&s.path, &["show", "run-1"]);
