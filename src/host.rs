@@ -7,6 +7,8 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cloudinit::CloudInitConfig;
+
 /// extraConfig key that marks a VM as created and managed by ceso. Its value is the manifest name.
 pub const MANAGED_KEY: &str = "ceso.managed";
 /// extraConfig key holding `true` when the manifest protected the VM (survives manifest deletion).
@@ -15,6 +17,8 @@ pub const PROTECT_KEY: &str = "ceso.protect";
 /// the power operation once it succeeded (so a failed or interrupted run is not mistaken for a
 /// change made outside ceso).
 pub const POWER_KEY: &str = "ceso.power";
+/// extraConfig key marking a VM as the holder of a template's disk; its value is the template name.
+pub const TEMPLATE_KEY: &str = "ceso.template";
 /// extraConfig key holding the JSON of the spec ceso last applied (no secrets), used to tell
 /// changes made outside ceso (drift) from changes made in the manifests.
 pub const APPLIED_KEY: &str = "ceso.applied";
@@ -65,6 +69,13 @@ pub struct ObservedVm {
     pub nics: Vec<ObservedNic>,
     /// extraConfig with append-only duplicates already folded (last value wins, empty = absent).
     pub extra_config: BTreeMap<String, String>,
+    /// Firmware as configured (`config.firmware`), when the host reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+    /// IPv4 and IPv6 addresses VMware Tools reports from inside the guest (`guest.ipAddress`
+    /// and `guest.net[].ipAddress`), deduplicated, in the order reported. Empty without Tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_ips: Vec<String>,
 }
 
 impl ObservedVm {
@@ -101,7 +112,26 @@ pub struct ObservedNic {
     pub adapter: String,
 }
 
-/// Everything needed to create a VM in one `CreateVM_Task`.
+/// The boot firmware of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    Bios,
+    Efi,
+}
+
+impl std::fmt::Display for Firmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Firmware::Bios => "bios",
+            Firmware::Efi => "efi",
+        })
+    }
+}
+
+/// Everything needed to create a VM: one `CreateVM_Task`, plus (for a VM made from a template)
+/// the copy of the template disk, and (with cloud-init) the guestinfo written once the host
+/// has given the adapters their MAC addresses. A failure part-way destroys the new VM again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmCreateSpec {
     pub name: String,
@@ -115,6 +145,18 @@ pub struct VmCreateSpec {
     /// Port group names, in order (one vmxnet3 adapter each).
     pub nics: Vec<String>,
     pub extra_config: BTreeMap<String, String>,
+    /// `[datastore] path.vmdk` of a template disk: disk 0 is a host-side copy of it
+    /// (`CopyVirtualDisk_Task`) into the VM's folder, grown to `disks[0]`, instead of a new
+    /// empty disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_disk: Option<String>,
+    /// Boot firmware; `None` leaves the host's default (BIOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+    /// cloud-init configuration, rendered into `guestinfo.*` keys with the MAC addresses the
+    /// host assigned (see [`crate::cloudinit::guestinfo`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitConfig>,
 }
 
 /// One change to a VM's devices or settings, applied together in one `ReconfigVM_Task`.
@@ -127,6 +169,10 @@ pub struct VmReconfigSpec {
     pub nics: Vec<NicChange>,
     /// Keys to set; an empty value removes the key.
     pub extra_config: BTreeMap<String, String>,
+    /// Rewrite the `guestinfo.*` cloud-init keys from this configuration, with the MAC
+    /// addresses the adapters have after the other changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitConfig>,
 }
 
 /// A disk change inside a reconfiguration.
@@ -176,6 +222,14 @@ pub enum HostOp {
     DestroyVm {
         moref: Option<String>,
         vm: String,
+    },
+    /// Wait (read-only) until VMware Tools in the guest reports every one of `addresses`
+    /// (plain IPs, no prefix length). Fails on timeout, naming what the guest reported instead.
+    WaitForGuestIp {
+        moref: Option<String>,
+        vm: String,
+        addresses: Vec<String>,
+        timeout_secs: u64,
     },
 }
 

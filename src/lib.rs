@@ -2,10 +2,12 @@
 
 pub mod apply;
 pub mod cli;
+pub mod cloudinit;
 pub mod desired;
 pub mod diagnostic;
 pub mod esxi;
 pub mod host;
+pub mod ipam;
 pub mod manifest;
 pub mod plan;
 pub mod secret;

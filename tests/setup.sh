@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine (Go and govmomi from
-# Debian's packages, curl) and builds the project's ESXi simulator launcher.
+# Debian's packages, curl, qemu-img to build test OVAs, and cloud-init, whose own VMware
+# datasource checks the guestinfo ceso writes) and builds the project's ESXi simulator launcher.
 # Prints the launcher's path as its last line.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 need=()
-for pkg in golang-go golang-github-vmware-govmomi-dev curl openssl; do
+for pkg in golang-go golang-github-vmware-govmomi-dev curl openssl qemu-utils cloud-init; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -14,7 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
 command -v cargo >/dev/null || {
   echo "setup: cargo (Rust 1.90 or newer) is required: https://rustup.rs" >&2

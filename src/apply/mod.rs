@@ -71,7 +71,8 @@ fn with_moref(op: &HostOp, created: &BTreeMap<String, String>, resource: &str) -
     if let HostOp::ReconfigureVm { moref, .. }
     | HostOp::PowerOn { moref, .. }
     | HostOp::PowerOff { moref, .. }
-    | HostOp::DestroyVm { moref, .. } = &mut op
+    | HostOp::DestroyVm { moref, .. }
+    | HostOp::WaitForGuestIp { moref, .. } = &mut op
         && moref.is_none()
     {
         *moref = created.get(resource).cloned();

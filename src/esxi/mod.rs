@@ -28,6 +28,7 @@ mod error;
 mod fault;
 #[cfg(test)]
 mod mock;
+mod ovf;
 mod properties;
 mod session;
 mod task;

@@ -441,6 +441,8 @@ pub(crate) fn observed_vm(o: &ObjectContent) -> ObservedVm {
             .prop("config.extraConfig")
             .map(fold_extra_config)
             .unwrap_or_default(),
+        firmware: None,
+        guest_ips: vec![],
     }
 }
 

@@ -384,6 +384,10 @@ impl EsxiClient {
                     .await
             }
             HostOp::DestroyVm { moref, vm } => self.destroy_managed(moref.as_deref(), vm).await,
+            HostOp::WaitForGuestIp { vm, .. } => Err(EsxiError::InvalidSpec {
+                vm: vm.clone(),
+                message: "waiting for the guest IP is not implemented yet".into(),
+            }),
         }
     }
 
@@ -623,6 +627,9 @@ mod tests {
                 ("ceso.managed".to_owned(), "web".to_owned()),
                 ("gone".to_owned(), String::new()),
             ]),
+            template_disk: None,
+            firmware: None,
+            cloud_init: None,
         }
     }
 
@@ -757,6 +764,7 @@ mod tests {
                 NicChange::Remove { key: 4000 },
             ],
             extra_config: BTreeMap::from([("guestinfo.userdata".to_owned(), String::new())]),
+            cloud_init: None,
         };
         let xml = reconfig_config_spec("vm", &spec, &devices())
             .expect("ok")

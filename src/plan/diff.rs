@@ -294,6 +294,9 @@ impl Planner {
                 config.insert(POWER_KEY.to_owned(), Power::Off.to_string());
                 config
             },
+            template_disk: None,
+            firmware: None,
+            cloud_init: None,
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {

@@ -75,7 +75,8 @@ pub fn structure_problems(plan: &Plan) -> Vec<String> {
             HostOp::ReconfigureVm { moref, .. }
             | HostOp::PowerOn { moref, .. }
             | HostOp::PowerOff { moref, .. }
-            | HostOp::DestroyVm { moref, .. } => moref.as_deref(),
+            | HostOp::DestroyVm { moref, .. }
+            | HostOp::WaitForGuestIp { moref, .. } => moref.as_deref(),
         };
         if let Some(moref) = moref
             && !observed_morefs.contains(moref)

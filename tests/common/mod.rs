@@ -98,7 +98,8 @@ impl FakeHost {
             HostOp::ReconfigureVm { vm, .. }
             | HostOp::PowerOn { vm, .. }
             | HostOp::PowerOff { vm, .. }
-            | HostOp::DestroyVm { vm, .. } => vm.clone(),
+            | HostOp::DestroyVm { vm, .. }
+            | HostOp::WaitForGuestIp { vm, .. } => vm.clone(),
         };
         self.log.borrow_mut().push(format!("{op:?}"));
         if self.fail_on.contains(&vm_name)
@@ -147,6 +148,8 @@ impl FakeHost {
                         })
                         .collect(),
                     extra_config: spec.extra_config.clone(),
+                    firmware: spec.firmware,
+                    guest_ips: vec![],
                 };
                 let mut state = self.state.borrow_mut();
                 state.vms.push(vm);
@@ -219,6 +222,10 @@ impl FakeHost {
                         target.extra_config.insert(key.clone(), value.clone());
                     }
                 }
+                Ok(OpOutcome::default())
+            }
+            HostOp::WaitForGuestIp { moref, vm, .. } => {
+                self.find(moref, vm)?;
                 Ok(OpOutcome::default())
             }
             HostOp::PowerOn { moref, vm } => self.set_power(moref, vm, PowerState::PoweredOn),
