@@ -2,6 +2,8 @@
 //! the `guestinfo.metadata` / `guestinfo.userdata` keys that cloud-init's VMware datasource
 //! reads. Pure functions; no I/O.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What ceso tells cloud-init about one VM: everything needed to render its guestinfo, except
@@ -43,4 +45,11 @@ pub struct InterfaceConfig {
     /// DNS search domains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+}
+
+/// The `guestinfo.*` extraConfig entries for `config`, the adapters having `macs` (in adapter
+/// order): `guestinfo.metadata`, `guestinfo.userdata` and their `.encoding` (`gzip+base64`).
+pub fn guestinfo(config: &CloudInitConfig, macs: &[String]) -> BTreeMap<String, String> {
+    let _ = (config, macs);
+    todo!("rendered by the cloudinit module")
 }

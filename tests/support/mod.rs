@@ -9,6 +9,9 @@
 //! message naming the packages; they never skip. `$CESO_ESXSIM` can point at a prebuilt launcher.
 #![allow(dead_code)]
 
+pub mod cloudinit;
+pub mod ova;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
