@@ -208,6 +208,47 @@ pub enum EsxiError {
         reason: &'static str,
     },
 
+    /// A step after `CreateVM_Task` failed (template disk copy, attach, grow, guestinfo); the
+    /// new VM was destroyed again, so nothing half-made stays on the host.
+    #[error("creating VM {vm:?} failed and was rolled back (the new VM was destroyed): {cause}")]
+    CreateRolledBack {
+        /// The VM name.
+        vm: String,
+        /// What failed.
+        cause: Box<EsxiError>,
+    },
+
+    /// A step after `CreateVM_Task` failed, and removing what was made failed too.
+    #[error(
+        "creating VM {vm:?} failed: {cause}; rolling it back failed too ({rollback}): remove \
+         {leftover} by hand"
+    )]
+    RollbackFailed {
+        /// The VM name.
+        vm: String,
+        /// What failed first.
+        cause: Box<EsxiError>,
+        /// Why the rollback failed.
+        rollback: Box<EsxiError>,
+        /// What stays on the host, e.g. `VM "web-01" (moref 3)`.
+        leftover: String,
+    },
+
+    /// VMware Tools did not report every expected address in time. The VM is left as it is.
+    #[error("{}", guest_ip_timeout_message(.vm, .expected, .reported, *.tools_running, *.waited_secs))]
+    GuestIpTimeout {
+        /// The VM name.
+        vm: String,
+        /// The addresses waited for.
+        expected: Vec<String>,
+        /// The addresses the guest reported at the end (link-local excluded).
+        reported: Vec<String>,
+        /// Whether VMware Tools was running at the end.
+        tools_running: bool,
+        /// How long ceso waited, in seconds.
+        waited_secs: u64,
+    },
+
     /// The inventory lacks something the client needs (datacenter, VM folder, resource pool).
     #[error("unexpected inventory on {address}: {message}")]
     Inventory {
@@ -224,6 +265,42 @@ fn fmt_message(message: &str) -> String {
     } else {
         format!(": {message}")
     }
+}
+
+/// Explains why the guest addresses did not show up, telling apart a guest that reports other
+/// addresses, one whose Tools never started, and Tools that run without an address.
+fn guest_ip_timeout_message(
+    vm: &str,
+    expected: &[String],
+    reported: &[String],
+    tools_running: bool,
+    waited_secs: u64,
+) -> String {
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|e| !reported.contains(e))
+        .map(String::as_str)
+        .collect();
+    let why = if !reported.is_empty() {
+        format!(
+            "the guest reports other addresses (mismatch: expected {}, reported {}); check the \
+             guest's network configuration (cloud-init network config, adapter order)",
+            missing.join(", "),
+            reported.join(", ")
+        )
+    } else if !tools_running {
+        "VMware Tools never started in the guest (is open-vm-tools installed, and did the \
+         guest boot?)"
+            .to_owned()
+    } else {
+        "VMware Tools run but report no address (the guest has not configured its network, or \
+         DHCP/cloud-init failed)"
+            .to_owned()
+    };
+    format!(
+        "VM {vm:?} did not report {} within {waited_secs} s: {why}. The VM was left as it is",
+        expected.join(", ")
+    )
 }
 
 /// The command an operator can run to see a host's SHA-256 thumbprint.
@@ -246,6 +323,9 @@ impl EsxiError {
     pub fn fault_type(&self) -> Option<&str> {
         match self {
             Self::Fault { fault, .. } | Self::TaskFailed { fault, .. } => Some(fault),
+            Self::CreateRolledBack { cause, .. } | Self::RollbackFailed { cause, .. } => {
+                cause.fault_type()
+            }
             _ => None,
         }
     }
@@ -296,5 +376,82 @@ mod tests {
             message: String::new(),
         };
         assert_eq!(e.to_string(), "PowerOnVM_Task failed: InvalidState");
+    }
+
+    fn timeout(reported: &[&str], tools_running: bool) -> String {
+        EsxiError::GuestIpTimeout {
+            vm: "web-01".into(),
+            expected: vec!["192.168.1.100".into()],
+            reported: reported.iter().map(|r| (*r).to_owned()).collect(),
+            tools_running,
+            waited_secs: 300,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn guest_ip_timeout_tells_the_three_cases_apart() {
+        let mismatch = timeout(&["10.0.0.5"], true);
+        assert!(
+            mismatch.starts_with("VM \"web-01\" did not report 192.168.1.100 within 300 s"),
+            "{mismatch}"
+        );
+        assert!(
+            mismatch.contains(
+                "the guest reports other addresses (mismatch: expected 192.168.1.100, reported 10.0.0.5)"
+            ),
+            "{mismatch}"
+        );
+        let no_tools = timeout(&[], false);
+        assert!(
+            no_tools.contains("VMware Tools never started"),
+            "{no_tools}"
+        );
+        let no_address = timeout(&[], true);
+        assert!(
+            no_address.contains("VMware Tools run but report no address"),
+            "{no_address}"
+        );
+        for s in [mismatch, no_tools, no_address] {
+            assert!(s.ends_with("The VM was left as it is"), "{s}");
+        }
+    }
+
+    #[test]
+    fn rollback_messages_say_what_became_of_the_vm() {
+        let cause = || {
+            Box::new(EsxiError::TaskFailed {
+                task: "CopyVirtualDisk_Task".into(),
+                entity: "web-01".into(),
+                fault: "FileNotFound".into(),
+                message: String::new(),
+            })
+        };
+        let rolled_back = EsxiError::CreateRolledBack {
+            vm: "web-01".into(),
+            cause: cause(),
+        };
+        assert_eq!(
+            rolled_back.to_string(),
+            "creating VM \"web-01\" failed and was rolled back (the new VM was destroyed): \
+             CopyVirtualDisk_Task on web-01 failed: FileNotFound"
+        );
+        assert_eq!(rolled_back.fault_type(), Some("FileNotFound"));
+        let failed = EsxiError::RollbackFailed {
+            vm: "web-01".into(),
+            cause: cause(),
+            rollback: Box::new(EsxiError::Fault {
+                method: "Destroy_Task".into(),
+                fault: "InvalidState".into(),
+                message: String::new(),
+            }),
+            leftover: "VM \"web-01\" (moref 3)".into(),
+        };
+        let s = failed.to_string();
+        assert!(
+            s.contains("rolling it back failed too (Destroy_Task failed: InvalidState)"),
+            "{s}"
+        );
+        assert!(s.ends_with("remove VM \"web-01\" (moref 3) by hand"), "{s}");
     }
 }

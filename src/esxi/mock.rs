@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::host::{HostOp, PowerState};
+use crate::host::{HostOp, PowerState, VmCreateSpec};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -500,5 +500,201 @@ async fn destroy_is_refused_for_a_vm_ceso_did_not_create() {
     assert!(
         !*destroyed.lock().expect("flag"),
         "Destroy_Task was never sent"
+    );
+}
+
+/// A scripted real-ESXi host for creating `web-01` from a template disk: every task is
+/// `running` at its first poll, and the attached copy reports the template's real capacity
+/// (`copy_kib`), which the simulator cannot show. Records the write calls with their bodies.
+async fn template_host(copy_kib: u64) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&writes);
+    let mut polls: std::collections::BTreeMap<String, u32> = Default::default();
+    let x = r#"xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance""#;
+    let controller = r#"<VirtualDevice XMLSchema-instance:type="ParaVirtualSCSIController"><key>1000</key><deviceInfo><label>SCSI controller 0</label><summary>VMware paravirtual SCSI</summary></deviceInfo><busNumber>0</busNumber><sharedBus>noSharing</sharedBus><scsiCtlrUnitNumber>7</scsiCtlrUnitNumber></VirtualDevice>"#;
+    let disk = format!(
+        r#"<VirtualDevice XMLSchema-instance:type="VirtualDisk"><key>2000</key><deviceInfo><label>Hard disk 1</label><summary>{copy_kib} KB</summary></deviceInfo><backing XMLSchema-instance:type="VirtualDiskFlatVer2BackingInfo"><fileName>[datastore1] web-01/web-01.vmdk</fileName><datastore type="Datastore">5f3-ds</datastore><diskMode>persistent</diskMode><thinProvisioned>true</thinProvisioned></backing><controllerKey>1000</controllerKey><unitNumber>0</unitNumber><capacityInKB>{copy_kib}</capacityInKB><capacityInBytes>{}</capacityInBytes></VirtualDevice>"#,
+        copy_kib * 1024
+    );
+    let (url, _) = serve(Box::new(move |method, body| {
+        if let Some(r) = connect_reply(method) {
+            return r;
+        }
+        let task = |id: &str| response(method, &format!(r#"<returnval type="Task">{id}</returnval>"#));
+        match method {
+            "RetrievePropertiesEx" if body.contains("<pathSet>vmFolder</pathSet>") => response(
+                method,
+                &format!(
+                    r#"<returnval><objects><obj type="Datacenter">ha-datacenter</obj><propSet><name>vmFolder</name><val {x} XMLSchema-instance:type="ManagedObjectReference" type="Folder">ha-folder-vm</val></propSet></objects><objects><obj type="ComputeResource">ha-compute-res</obj><propSet><name>resourcePool</name><val {x} XMLSchema-instance:type="ManagedObjectReference" type="ResourcePool">ha-root-pool</val></propSet></objects></returnval>"#
+                ),
+            ),
+            "RetrievePropertiesEx" if body.contains(r#"<obj type="Task">"#) => {
+                let id = body
+                    .split(r#"<obj type="Task">"#)
+                    .nth(1)
+                    .and_then(|rest| rest.split('<').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                let n = polls.entry(id.clone()).or_default();
+                *n += 1;
+                if *n == 1 {
+                    return task_info(&id, "running", "");
+                }
+                let result = if id == "haTask-create" {
+                    format!(
+                        r#"<propSet><name>info.result</name><val {x} XMLSchema-instance:type="ManagedObjectReference" type="VirtualMachine">3</val></propSet>"#
+                    )
+                } else {
+                    String::new()
+                };
+                task_info(&id, "success", &result)
+            }
+            "RetrievePropertiesEx" => {
+                let mut props = String::new();
+                if body.contains("config.files.vmPathName") {
+                    props.push_str(&format!(
+                        r#"<propSet><name>config.files.vmPathName</name><val {x} XMLSchema-instance:type="xsd:string">[datastore1] web-01/web-01.vmx</val></propSet>"#
+                    ));
+                }
+                let attached = log
+                    .lock()
+                    .expect("log")
+                    .iter()
+                    .any(|(m, _): &(String, String)| m == "ReconfigVM_Task");
+                let devices = if attached {
+                    format!("{controller}{disk}")
+                } else {
+                    controller.to_owned()
+                };
+                props.push_str(&format!(
+                    r#"<propSet><name>config.hardware.device</name><val {x} XMLSchema-instance:type="ArrayOfVirtualDevice">{devices}</val></propSet>"#
+                ));
+                response(
+                    method,
+                    &format!(
+                        r#"<returnval><objects><obj type="VirtualMachine">3</obj>{props}</objects></returnval>"#
+                    ),
+                )
+            }
+            "CreateVM_Task" | "CopyVirtualDisk_Task" | "ReconfigVM_Task" | "Destroy_Task"
+            | "DeleteVirtualDisk_Task" => {
+                let mut log = log.lock().expect("log");
+                log.push((method.to_owned(), body.to_owned()));
+                let id = match method {
+                    "CreateVM_Task" => "haTask-create".to_owned(),
+                    _ => format!("haTask-{}", log.len()),
+                };
+                task(&id)
+            }
+            _ => fault("MethodNotFound", method),
+        }
+    }))
+    .await;
+    (url, writes)
+}
+
+fn template_spec(disk0: u64) -> VmCreateSpec {
+    VmCreateSpec {
+        name: "web-01".into(),
+        cpu: 2,
+        memory_mib: 2048,
+        guest_id: "debian12_64Guest".into(),
+        datastore: "datastore1".into(),
+        disks: vec![disk0],
+        nics: vec![],
+        extra_config: [("ceso.managed".to_owned(), "web-01".to_owned())].into(),
+        template_disk: Some("[datastore1] tmpl/tmpl.vmdk".into()),
+        firmware: Some(crate::host::Firmware::Efi),
+        cloud_init: None,
+    }
+}
+
+#[tokio::test]
+async fn template_copy_is_attached_then_grown_on_a_host_that_reports_its_real_size() {
+    let (url, writes) = template_host(10 << 20).await;
+    let client = EsxiClient::connect(options(url, Duration::from_secs(10)))
+        .await
+        .expect("connect");
+    let outcome = client
+        .execute(&HostOp::CreateVm {
+            spec: template_spec(20 << 30),
+        })
+        .await
+        .expect("created");
+    assert_eq!(outcome.created_moref.as_deref(), Some("3"));
+    let writes = writes.lock().expect("writes").clone();
+    let methods: Vec<&str> = writes.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        methods,
+        [
+            "CreateVM_Task",
+            "CopyVirtualDisk_Task",
+            "ReconfigVM_Task",
+            "ReconfigVM_Task"
+        ]
+    );
+    let create = &writes[0].1;
+    assert!(
+        !create.contains("VirtualDisk\""),
+        "no disk at creation: {create}"
+    );
+    assert!(create.contains("<firmware>efi</firmware>"), "{create}");
+    let copy = &writes[1].1;
+    assert!(
+        copy.contains("<sourceName>[datastore1] tmpl/tmpl.vmdk</sourceName>")
+            && copy.contains("<destName>[datastore1] web-01/web-01.vmdk</destName>")
+            && copy.contains("<diskType>thin</diskType>")
+            && copy.contains(r#"<destDatacenter type="Datacenter">ha-datacenter</destDatacenter>"#),
+        "{copy}"
+    );
+    let attach = &writes[2].1;
+    assert!(
+        attach.contains("<fileName>[datastore1] web-01/web-01.vmdk</fileName>")
+            && attach.contains("<controllerKey>1000</controllerKey><unitNumber>0</unitNumber>")
+            && !attach.contains("fileOperation"),
+        "{attach}"
+    );
+    let grow = &writes[3].1;
+    assert!(
+        grow.contains("<operation>edit</operation>")
+            && grow.contains("<key>2000</key>")
+            && grow.contains("<capacityInKB>20971520</capacityInKB>"),
+        "{grow}"
+    );
+}
+
+#[tokio::test]
+async fn a_template_larger_than_disk_0_is_refused_and_the_vm_destroyed() {
+    let (url, writes) = template_host(30 << 20).await;
+    let client = EsxiClient::connect(options(url, Duration::from_secs(10)))
+        .await
+        .expect("connect");
+    let err = client
+        .execute(&HostOp::CreateVm {
+            spec: template_spec(20 << 30),
+        })
+        .await
+        .expect_err("would shrink");
+    assert!(
+        matches!(&err, EsxiError::CreateRolledBack { vm, .. } if vm == "web-01"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("disks never shrink"), "{err}");
+    let writes = writes.lock().expect("writes").clone();
+    let methods: Vec<&str> = writes.iter().map(|(m, _)| m.as_str()).collect();
+    // The copy was attached, so destroying the VM removes it; nothing is deleted apart.
+    assert_eq!(
+        methods,
+        [
+            "CreateVM_Task",
+            "CopyVirtualDisk_Task",
+            "ReconfigVM_Task",
+            "Destroy_Task"
+        ]
+    );
+    assert!(
+        writes[3]
+            .1
+            .contains(r#"<_this type="VirtualMachine">3</_this>"#)
     );
 }

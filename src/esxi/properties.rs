@@ -8,7 +8,7 @@ use super::envelope::method_body;
 use super::error::EsxiError;
 use super::fault::{LocalizedFault, NOT_AUTHENTICATED};
 use super::xml::{Detach, Element, MoRef, XmlWriter};
-use crate::host::{ObservedDisk, ObservedHost, ObservedNic, ObservedVm, PowerState};
+use crate::host::{Firmware, ObservedDisk, ObservedHost, ObservedNic, ObservedVm, PowerState};
 
 /// VM properties read by `observe()`. Never `all=true`: a VM has hundreds of properties.
 pub(crate) const VM_PATHS: &[&str] = &[
@@ -21,6 +21,9 @@ pub(crate) const VM_PATHS: &[&str] = &[
     "config.files.vmPathName",
     "config.hardware.device",
     "config.extraConfig",
+    "config.firmware",
+    "guest.ipAddress",
+    "guest.net",
 ];
 
 /// vSphere device types that are network adapters (all `VirtualEthernetCard` subtypes).
@@ -441,9 +444,39 @@ pub(crate) fn observed_vm(o: &ObjectContent) -> ObservedVm {
             .prop("config.extraConfig")
             .map(fold_extra_config)
             .unwrap_or_default(),
-        firmware: None,
-        guest_ips: vec![],
+        firmware: match o.prop_text("config.firmware").map(str::trim) {
+            Some("bios") => Some(Firmware::Bios),
+            Some("efi") => Some(Firmware::Efi),
+            _ => None,
+        },
+        guest_ips: guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net")),
     }
+}
+
+/// The addresses VMware Tools reports: `guest.ipAddress` first, then every `ipAddress` of
+/// every `guest.net` entry; IPv4 and IPv6 in canonical form, deduplicated, IPv6 link-local
+/// (`fe80::/10`) and anything that is not an address left out.
+pub(crate) fn guest_ips(ip_address: Option<&Element>, net: Option<&Element>) -> Vec<String> {
+    let from_net = net
+        .into_iter()
+        .flat_map(|n| &n.children)
+        .flat_map(|nic| nic.children_named("ipAddress"));
+    let mut ips: Vec<String> = Vec::new();
+    for el in ip_address.into_iter().chain(from_net) {
+        let Ok(ip) = el.text.trim().parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        if let std::net::IpAddr::V6(v6) = ip
+            && v6.segments()[0] & 0xffc0 == 0xfe80
+        {
+            continue;
+        }
+        let text = ip.to_string();
+        if !ips.contains(&text) {
+            ips.push(text);
+        }
+    }
+    ips
 }
 
 /// Folds `ArrayOfOptionValue`: the last value of a key wins and an empty value means absent
@@ -668,5 +701,64 @@ mod tests {
              <path>view</path><skip>false</skip><selectSet><name>u</name></selectSet></selectSet>\
              </objectSet></specSet>"
         );
+    }
+
+    fn val(xml: &str) -> Element {
+        parse(&format!(
+            r#"<val xmlns:x="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" {xml}</val>"#
+        ))
+        .expect("xml")
+    }
+
+    #[test]
+    fn guest_ips_merge_primary_and_per_nic_addresses_without_link_local() {
+        let primary = val(r#"x:type="xsd:string">192.168.1.100"#);
+        let net = val(r#"x:type="ArrayOfGuestNicInfo">
+            <GuestNicInfo x:type="GuestNicInfo"><network>VM Network</network>
+              <ipAddress>192.168.1.100</ipAddress><ipAddress>fe80::250:56ff:fe01:2</ipAddress>
+              <ipAddress>2001:0db8:0:0::5</ipAddress><macAddress>00:50:56:01:00:02</macAddress>
+              <connected>true</connected><deviceConfigId>4000</deviceConfigId>
+              <ipConfig><ipAddress><ipAddress>192.168.1.100</ipAddress><prefixLength>24</prefixLength></ipAddress></ipConfig>
+            </GuestNicInfo>
+            <GuestNicInfo x:type="GuestNicInfo"><network>Backup</network>
+              <ipAddress>10.0.0.5</ipAddress><ipAddress>garbage</ipAddress>
+              <connected>true</connected><deviceConfigId>4001</deviceConfigId>
+            </GuestNicInfo>"#);
+        assert_eq!(
+            guest_ips(Some(&primary), Some(&net)),
+            ["192.168.1.100", "2001:db8::5", "10.0.0.5"]
+        );
+        // The simulator's guest.net before Tools runs: entries with a MAC and no address.
+        let no_ip = val(
+            r#"x:type="ArrayOfGuestNicInfo"><GuestNicInfo><network>VM Network</network><macAddress>00:0c:29:38:61:38</macAddress><connected>true</connected><deviceConfigId>4000</deviceConfigId></GuestNicInfo>"#,
+        );
+        assert!(guest_ips(None, Some(&no_ip)).is_empty());
+        assert!(guest_ips(None, None).is_empty());
+    }
+
+    #[test]
+    fn observe_reads_firmware_and_guest_ips() {
+        let vm = |firmware: &str| ObjectContent {
+            obj: MoRef::new("VirtualMachine", "3"),
+            props: vec![
+                ("name".to_owned(), Element::leaf("val", "web-01")),
+                ("config.firmware".to_owned(), Element::leaf("val", firmware)),
+                (
+                    "guest.ipAddress".to_owned(),
+                    Element::leaf("val", "fd00::10"),
+                ),
+            ],
+            missing: vec![],
+        };
+        let efi = observed_vm(&vm("efi"));
+        assert_eq!(efi.firmware, Some(crate::host::Firmware::Efi));
+        assert_eq!(efi.guest_ips, ["fd00::10"]);
+        assert_eq!(
+            observed_vm(&vm("bios")).firmware,
+            Some(crate::host::Firmware::Bios)
+        );
+        assert_eq!(observed_vm(&vm("")).firmware, None);
+        assert!(VM_PATHS.contains(&"config.firmware"));
+        assert!(VM_PATHS.contains(&"guest.net") && VM_PATHS.contains(&"guest.ipAddress"));
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct ServiceContent {
     pub property_collector: MoRef,
     pub view_manager: MoRef,
     pub session_manager: MoRef,
+    /// `VirtualDiskManager` (host-side disk copies); absent on hosts without one.
+    pub virtual_disk_manager: Option<MoRef>,
     pub about: HostAbout,
 }
 
@@ -37,6 +39,7 @@ impl ServiceContent {
             property_collector: moref("propertyCollector")?,
             view_manager: moref("viewManager")?,
             session_manager: moref("sessionManager")?,
+            virtual_disk_manager: moref("virtualDiskManager").ok(),
             about: HostAbout {
                 full_name: text("fullName"),
                 api_version: text("apiVersion"),
@@ -211,6 +214,10 @@ mod tests {
         assert_eq!(
             sc.session_manager,
             MoRef::new("SessionManager", "ha-sessionmgr")
+        );
+        assert_eq!(
+            sc.virtual_disk_manager,
+            Some(MoRef::new("VirtualDiskManager", "ha-vdiskmanager"))
         );
         assert_eq!(sc.about.full_name, "VMware ESXi 6.5.0 build-5969303");
         assert_eq!(sc.about.api_version, "6.5");

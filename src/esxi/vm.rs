@@ -2,12 +2,17 @@
 //! by name, and discovery of the VM folder and resource pool.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use super::EsxiClient;
 use super::envelope::method_body;
 use super::error::EsxiError;
-use super::properties::{FilterSpec, device_key, is_disk, is_nic, traversal};
+use super::properties::{
+    FilterSpec, device_key, guest_ips, is_disk, is_nic, parse_devices, traversal,
+};
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
+use crate::cloudinit::CloudInitConfig;
 use crate::host::{
     DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec,
     VmReconfigSpec,
@@ -32,9 +37,16 @@ const SCSI_TYPES: &[&str] = &[
     "VirtualSCSIController",
 ];
 
+/// How often `WaitForGuestIp` reads the guest's addresses.
+const GUEST_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `WaitForGuestIp` reports its progress.
+const GUEST_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Where new VMs go: the datacenter's VM folder and the host's root resource pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Placement {
+    /// The datacenter (the VM folder's owner), passed to `VirtualDiskManager` calls.
+    pub datacenter: MoRef,
     pub vm_folder: MoRef,
     pub resource_pool: MoRef,
 }
@@ -121,6 +133,10 @@ fn fresh_units(count: usize) -> impl Iterator<Item = i32> {
 }
 
 /// The `VirtualMachineConfigSpec` of `CreateVM_Task` (as the `config` element).
+///
+/// With a template disk the VM is created without disks (the SCSI controller is still
+/// created): disk 0 is attached once the template is copied into the VM's folder, and the new
+/// disks are added with it so that they take the unit numbers after it.
 pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiError> {
     let max_disks = fresh_units(usize::MAX).count();
     if spec.disks.len() > max_disks {
@@ -132,6 +148,11 @@ pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiErro
             ),
         });
     }
+    let new_disks: &[u64] = if spec.template_disk.is_some() {
+        &[]
+    } else {
+        &spec.disks
+    };
     let mut w = XmlWriter::new();
     w.start("config").leaf("name", &spec.name);
     if !spec.guest_id.is_empty() {
@@ -143,11 +164,10 @@ pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiErro
         .leaf("numCPUs", &spec.cpu.to_string())
         .leaf("memoryMB", &spec.memory_mib.to_string());
     write_new_controller(&mut w, NEW_CONTROLLER_KEY, 0);
-    for ((i, bytes), unit) in spec
-        .disks
+    for ((i, bytes), unit) in new_disks
         .iter()
         .enumerate()
-        .zip(fresh_units(spec.disks.len()))
+        .zip(fresh_units(new_disks.len()))
     {
         write_new_disk(
             &mut w,
@@ -161,8 +181,153 @@ pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiErro
         write_new_nic(&mut w, NEW_NIC_KEY - i as i32, pg);
     }
     write_extra_config(&mut w, &spec.extra_config, true);
+    // Schema order: firmware comes after extraConfig.
+    if let Some(firmware) = spec.firmware {
+        w.leaf("firmware", &firmware.to_string());
+    }
     w.end("config");
     Ok(w.finish())
+}
+
+/// The path of a disk named after the VM beside its `.vmx`:
+/// `[ds] web-01/web-01.vmx` → `[ds] web-01/web-01.vmdk`. `None` for a path that is not a
+/// `[datastore] dir/name.vmx` path.
+pub(crate) fn disk_path_beside_vmx(vmx_path: &str) -> Option<String> {
+    let vmx_path = vmx_path.trim();
+    if !vmx_path.starts_with('[') || !vmx_path.contains(']') {
+        return None;
+    }
+    let stem = vmx_path.strip_suffix(".vmx")?;
+    let file = stem.rsplit(['/', ']']).next()?.trim();
+    if file.is_empty() {
+        return None;
+    }
+    Some(format!("{stem}.vmdk"))
+}
+
+/// The arguments of `VirtualDiskManager.CopyVirtualDisk_Task`: a thin copy (without
+/// `destSpec` a host writes a preallocated disk), never overwriting an existing file.
+pub(crate) fn copy_disk_body(
+    disk_manager: &MoRef,
+    datacenter: &MoRef,
+    source: &str,
+    dest: &str,
+) -> String {
+    let mut w = method_body(disk_manager);
+    w.leaf("sourceName", source)
+        .moref("sourceDatacenter", datacenter)
+        .leaf("destName", dest)
+        .moref("destDatacenter", datacenter)
+        .start_typed("destSpec", "VirtualDiskSpec")
+        .leaf("diskType", "thin")
+        .leaf("adapterType", "lsiLogic")
+        .end("destSpec")
+        .leaf("force", "false");
+    w.finish()
+}
+
+/// The `ReconfigVM_Task` spec that attaches the copied template disk `file_name` (as the first
+/// free unit of the VM's SCSI controller, unit 0 on a fresh VM) and adds `new_disks` after it.
+///
+/// The copy is attached as it is (existing backing, no `fileOperation`, capacity 0: the host
+/// reads the real capacity from the disk); growing it is a separate edit.
+pub(crate) fn attach_disks_spec(
+    vm: &str,
+    file_name: &str,
+    new_disks: &[u64],
+    devices: &[Element],
+) -> Result<String, EsxiError> {
+    let mut allocator = UnitAllocator::for_devices(vm, devices)?;
+    let mut w = XmlWriter::new();
+    w.start("spec");
+    if let Some((key, bus)) = allocator.new_controller {
+        write_new_controller(&mut w, key, bus);
+    }
+    let unit = allocator.next(vm)?;
+    w.start("deviceChange")
+        .leaf("operation", "add")
+        .start_typed("device", "VirtualDisk")
+        .leaf("key", &NEW_DISK_KEY.to_string())
+        .start_typed("backing", "VirtualDiskFlatVer2BackingInfo")
+        .leaf("fileName", file_name)
+        .leaf("diskMode", "persistent")
+        .end("backing")
+        .leaf("controllerKey", &allocator.controller_key.to_string())
+        .leaf("unitNumber", &unit.to_string())
+        .leaf("capacityInKB", "0")
+        .end("device")
+        .end("deviceChange");
+    for (i, bytes) in new_disks.iter().enumerate() {
+        let unit = allocator.next(vm)?;
+        write_new_disk(
+            &mut w,
+            NEW_DISK_KEY - 1 - i as i32,
+            allocator.controller_key,
+            unit,
+            *bytes,
+        );
+    }
+    w.end("spec");
+    Ok(w.finish())
+}
+
+/// The MAC addresses of a VM's network adapters, in adapter order (as `observe` orders them).
+/// Fails when the host has not assigned one yet: cloud-init matches interfaces by MAC.
+pub(crate) fn nic_macs(vm: &str, devices: &[Element]) -> Result<Vec<String>, EsxiError> {
+    let (_, nics) = parse_devices(devices);
+    nics.into_iter()
+        .map(|nic| {
+            if nic.mac_address.trim().is_empty() {
+                Err(EsxiError::InvalidSpec {
+                    vm: vm.to_owned(),
+                    message: format!(
+                        "network adapter {} has no MAC address yet; cloud-init needs it to \
+                         match the interface",
+                        nic.key
+                    ),
+                })
+            } else {
+                Ok(nic.mac_address)
+            }
+        })
+        .collect()
+}
+
+/// An address as the guest reports it, in canonical form (`::1`, not `0:0::1`); text that is
+/// not an address stays as it is.
+fn canonical_ip(address: &str) -> String {
+    let plain = address.split('/').next().unwrap_or(address).trim();
+    plain
+        .parse::<IpAddr>()
+        .map_or_else(|_| plain.to_owned(), |ip| ip.to_string())
+}
+
+/// One line of `WaitForGuestIp` progress, e.g. `waiting for web-01 to report 192.168.1.100:
+/// 20 s of 300 s, Tools running, reported 10.0.0.5`.
+pub(crate) fn guest_progress_line(
+    vm: &str,
+    expected: &[String],
+    waited: Duration,
+    timeout: Duration,
+    tools_running: bool,
+    reported: &[String],
+) -> String {
+    let tools = if tools_running {
+        "Tools running"
+    } else {
+        "Tools not running"
+    };
+    let reported = if reported.is_empty() {
+        "no address reported".to_owned()
+    } else {
+        format!("reported {}", reported.join(", "))
+    };
+    format!(
+        "waiting for {vm} to report {}: {} s of {} s, {tools}, {reported}",
+        expected.join(", "),
+        waited.as_secs(),
+        timeout.as_secs()
+    )
 }
 
 /// Whether the reconfiguration has to look at the VM's current devices.
@@ -384,16 +549,35 @@ impl EsxiClient {
                     .await
             }
             HostOp::DestroyVm { moref, vm } => self.destroy_managed(moref.as_deref(), vm).await,
-            HostOp::WaitForGuestIp { vm, .. } => Err(EsxiError::InvalidSpec {
-                vm: vm.clone(),
-                message: "waiting for the guest IP is not implemented yet".into(),
-            }),
+            HostOp::WaitForGuestIp {
+                moref,
+                vm,
+                addresses,
+                timeout_secs,
+            } => {
+                self.wait_for_guest_ip(
+                    moref.as_deref(),
+                    vm,
+                    addresses,
+                    Duration::from_secs(*timeout_secs),
+                )
+                .await
+            }
         }
     }
 
+    /// `CreateVM_Task`, then (from a template) the disk copy, attach and grow, then (with
+    /// cloud-init) the guestinfo. When a step after the creation fails, the new VM is
+    /// destroyed again.
     async fn create_vm(&self, spec: &VmCreateSpec) -> Result<OpOutcome, EsxiError> {
         let config = create_config_spec(spec)?;
         let placement = self.placement().await?;
+        if spec.template_disk.is_some() && self.service.virtual_disk_manager.is_none() {
+            return Err(EsxiError::Inventory {
+                address: self.transport.address().to_owned(),
+                message: "the host has no VirtualDiskManager to copy the template disk with".into(),
+            });
+        }
         let mut w = method_body(&placement.vm_folder);
         w.buf.push_str(&config);
         w.moref("pool", &placement.resource_pool);
@@ -407,9 +591,218 @@ impl EsxiClient {
                 method: "CreateVM_Task".into(),
                 message: "the task result holds no VM reference".into(),
             })?;
+        let mut unattached_copy = None;
+        if let Err(cause) = self
+            .finish_create(&created, spec, placement, &mut unattached_copy)
+            .await
+        {
+            return Err(self
+                .roll_back_create(&created, &spec.name, placement, unattached_copy, cause)
+                .await);
+        }
         Ok(OpOutcome {
             created_moref: Some(created.value),
         })
+    }
+
+    /// The steps after `CreateVM_Task`. `unattached_copy` holds the copied template disk while
+    /// it is not yet attached (the rollback deletes it then; once attached, destroying the VM
+    /// deletes it).
+    async fn finish_create(
+        &self,
+        vm_ref: &MoRef,
+        spec: &VmCreateSpec,
+        placement: &Placement,
+        unattached_copy: &mut Option<String>,
+    ) -> Result<(), EsxiError> {
+        let vm = spec.name.as_str();
+        let mut devices = None;
+        if let (Some(template), Some(disk_manager)) =
+            (&spec.template_disk, &self.service.virtual_disk_manager)
+        {
+            let o = self
+                .retrieve_one(
+                    vm_ref,
+                    &["config.files.vmPathName", "config.hardware.device"],
+                )
+                .await?
+                .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
+            let vmx_path = o.prop_text("config.files.vmPathName").unwrap_or_default();
+            let dest = disk_path_beside_vmx(vmx_path).ok_or_else(|| EsxiError::Protocol {
+                address: self.transport.address().to_owned(),
+                method: "RetrievePropertiesEx".into(),
+                message: format!("VM {vm:?} has no usable config.files.vmPathName ({vmx_path:?})"),
+            })?;
+            let fresh_devices = o
+                .prop("config.hardware.device")
+                .map(|d| d.children.clone())
+                .unwrap_or_default();
+            tracing::info!("{vm}: copying template disk {template} to {dest}");
+            let body = copy_disk_body(disk_manager, &placement.datacenter, template, &dest);
+            self.run_task("CopyVirtualDisk_Task", &body, vm).await?;
+            *unattached_copy = Some(dest.clone());
+
+            let attach = attach_disks_spec(
+                vm,
+                &dest,
+                spec.disks.get(1..).unwrap_or(&[]),
+                &fresh_devices,
+            )?;
+            self.reconfig_task(vm_ref, vm, &attach).await?;
+            *unattached_copy = None;
+
+            let attached = self.vm_devices(vm_ref, vm).await?;
+            if let Some(&wanted) = spec.disks.first() {
+                let (disks, _) = parse_devices(&attached);
+                let disk = disks.iter().find(|d| d.file_name == dest).ok_or_else(|| {
+                    EsxiError::InvalidSpec {
+                        vm: vm.to_owned(),
+                        message: format!(
+                            "the attached template disk {dest} is not among the VM's disks"
+                        ),
+                    }
+                })?;
+                let wanted_bytes = kib(wanted) * 1024;
+                if wanted_bytes < disk.capacity_bytes {
+                    return Err(EsxiError::InvalidSpec {
+                        vm: vm.to_owned(),
+                        message: format!(
+                            "the template disk {template} holds {} bytes, more than the {wanted} \
+                             bytes declared for disk 0; disks never shrink: declare at least the \
+                             template's size",
+                            disk.capacity_bytes
+                        ),
+                    });
+                }
+                if wanted_bytes > disk.capacity_bytes {
+                    let grow = VmReconfigSpec {
+                        disks: vec![DiskChange::Grow {
+                            key: disk.key,
+                            size_bytes: wanted,
+                        }],
+                        ..VmReconfigSpec::default()
+                    };
+                    if let Some(config) = reconfig_config_spec(vm, &grow, &attached)? {
+                        self.reconfig_task(vm_ref, vm, &config).await?;
+                    }
+                }
+            }
+            devices = Some(attached);
+        }
+        if let Some(cloud_init) = &spec.cloud_init {
+            let devices = match devices {
+                Some(d) => d,
+                None => self.vm_devices(vm_ref, vm).await?,
+            };
+            self.write_guestinfo(vm_ref, vm, cloud_init, &devices)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a VM whose creation failed part-way: the copied disk if it was never attached,
+    /// then the VM itself (with its attached disks). Returns the error to report.
+    async fn roll_back_create(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        placement: &Placement,
+        unattached_copy: Option<String>,
+        cause: EsxiError,
+    ) -> EsxiError {
+        tracing::warn!(
+            "creating {vm} failed ({cause}); destroying the new VM {}",
+            vm_ref.value
+        );
+        let cause = Box::new(cause);
+        let leftover_vm = || format!("VM {vm:?} (moref {})", vm_ref.value);
+        if let (Some(disk), Some(disk_manager)) =
+            (&unattached_copy, &self.service.virtual_disk_manager)
+        {
+            let mut w = method_body(disk_manager);
+            w.leaf("name", disk)
+                .moref("datacenter", &placement.datacenter);
+            match self
+                .run_task("DeleteVirtualDisk_Task", &w.finish(), vm)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.fault_type() == Some("FileNotFound") => {}
+                Err(rollback) => {
+                    return EsxiError::RollbackFailed {
+                        vm: vm.to_owned(),
+                        cause,
+                        rollback: Box::new(rollback),
+                        leftover: format!("{} and the disk {disk}", leftover_vm()),
+                    };
+                }
+            }
+        }
+        let w = method_body(vm_ref);
+        match self.run_task("Destroy_Task", &w.finish(), vm).await {
+            Ok(_) => EsxiError::CreateRolledBack {
+                vm: vm.to_owned(),
+                cause,
+            },
+            Err(rollback) => EsxiError::RollbackFailed {
+                vm: vm.to_owned(),
+                cause,
+                rollback: Box::new(rollback),
+                leftover: leftover_vm(),
+            },
+        }
+    }
+
+    /// Runs `ReconfigVM_Task` with a prepared `spec` element.
+    async fn reconfig_task(&self, vm_ref: &MoRef, vm: &str, spec: &str) -> Result<(), EsxiError> {
+        let mut w = method_body(vm_ref);
+        w.buf.push_str(spec);
+        self.run_task("ReconfigVM_Task", &w.finish(), vm)
+            .await
+            .map_err(|e| vm_gone(e, vm))?;
+        Ok(())
+    }
+
+    /// The VM's `config.hardware.device` (one read).
+    async fn vm_devices(&self, vm_ref: &MoRef, vm: &str) -> Result<Vec<Element>, EsxiError> {
+        let o = self
+            .retrieve_one(vm_ref, &["config.hardware.device"])
+            .await
+            .map_err(|e| vm_gone(e, vm))?
+            .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
+        if o.missing
+            .iter()
+            .any(|(_, f)| f.fault == "ManagedObjectNotFound")
+        {
+            return Err(EsxiError::VmNotFound { vm: vm.to_owned() });
+        }
+        Ok(o.prop("config.hardware.device")
+            .map(|d| d.children.clone())
+            .unwrap_or_default())
+    }
+
+    /// Renders the cloud-init guestinfo for the VM's adapters (`devices`) and writes it with
+    /// one `ReconfigVM_Task`.
+    async fn write_guestinfo(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        config: &CloudInitConfig,
+        devices: &[Element],
+    ) -> Result<(), EsxiError> {
+        let macs = nic_macs(vm, devices)?;
+        let spec = VmReconfigSpec {
+            extra_config: crate::cloudinit::guestinfo(config, &macs),
+            ..VmReconfigSpec::default()
+        };
+        if let Some(config) = reconfig_config_spec(vm, &spec, &[])? {
+            tracing::info!(
+                "{vm}: writing cloud-init guestinfo for MAC {}",
+                macs.join(", ")
+            );
+            self.reconfig_task(vm_ref, vm, &config).await?;
+        }
+        Ok(())
     }
 
     async fn reconfigure_vm(
@@ -420,32 +813,89 @@ impl EsxiClient {
     ) -> Result<OpOutcome, EsxiError> {
         let vm_ref = self.resolve_vm(moref, vm).await?;
         let devices = if needs_devices(spec) {
-            let o = self
-                .retrieve_one(&vm_ref, &["config.hardware.device"])
-                .await
-                .map_err(|e| vm_gone(e, vm))?
-                .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
-            if o.missing
-                .iter()
-                .any(|(_, f)| f.fault == "ManagedObjectNotFound")
-            {
-                return Err(EsxiError::VmNotFound { vm: vm.to_owned() });
-            }
-            o.prop("config.hardware.device")
-                .map(|d| d.children.clone())
-                .unwrap_or_default()
+            self.vm_devices(&vm_ref, vm).await?
         } else {
             Vec::new()
         };
-        let Some(config) = reconfig_config_spec(vm, spec, &devices)? else {
-            return Ok(OpOutcome::default());
-        };
-        let mut w = method_body(&vm_ref);
-        w.buf.push_str(&config);
-        self.run_task("ReconfigVM_Task", &w.finish(), vm)
-            .await
-            .map_err(|e| vm_gone(e, vm))?;
+        if let Some(config) = reconfig_config_spec(vm, spec, &devices)? {
+            self.reconfig_task(&vm_ref, vm, &config).await?;
+        }
+        if let Some(cloud_init) = &spec.cloud_init {
+            let devices = self.vm_devices(&vm_ref, vm).await?;
+            self.write_guestinfo(&vm_ref, vm, cloud_init, &devices)
+                .await?;
+        }
         Ok(OpOutcome::default())
+    }
+
+    /// Polls the guest's addresses (about every second) until VMware Tools reports every one
+    /// of `addresses`, reporting progress about every ten seconds (log and stderr). Read-only:
+    /// on timeout the VM is left as it is.
+    async fn wait_for_guest_ip(
+        &self,
+        moref: Option<&str>,
+        vm: &str,
+        addresses: &[String],
+        timeout: Duration,
+    ) -> Result<OpOutcome, EsxiError> {
+        let vm_ref = self.resolve_vm(moref, vm).await?;
+        let expected: Vec<String> = addresses.iter().map(|a| canonical_ip(a)).collect();
+        let start = Instant::now();
+        let mut next_progress = start + GUEST_PROGRESS_INTERVAL;
+        loop {
+            let (reported, tools_running) = self.guest_status(&vm_ref, vm).await?;
+            if expected.iter().all(|e| reported.contains(e)) {
+                tracing::info!("{vm} reports {}", reported.join(", "));
+                return Ok(OpOutcome::default());
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(EsxiError::GuestIpTimeout {
+                    vm: vm.to_owned(),
+                    expected,
+                    reported,
+                    tools_running,
+                    waited_secs: waited.as_secs(),
+                });
+            }
+            if Instant::now() >= next_progress {
+                let line =
+                    guest_progress_line(vm, &expected, waited, timeout, tools_running, &reported);
+                tracing::info!("{line}");
+                eprintln!("{line}");
+                next_progress += GUEST_PROGRESS_INTERVAL;
+            }
+            tokio::time::sleep(GUEST_POLL_INTERVAL.min(timeout - waited)).await;
+        }
+    }
+
+    /// The addresses the guest reports (canonical, link-local excluded) and whether VMware
+    /// Tools runs.
+    async fn guest_status(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+    ) -> Result<(Vec<String>, bool), EsxiError> {
+        let o = self
+            .retrieve_one(
+                vm_ref,
+                &["guest.net", "guest.ipAddress", "guest.toolsRunningStatus"],
+            )
+            .await
+            .map_err(|e| vm_gone(e, vm))?
+            .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
+        if o.missing
+            .iter()
+            .any(|(_, f)| f.fault == "ManagedObjectNotFound")
+        {
+            return Err(EsxiError::VmNotFound { vm: vm.to_owned() });
+        }
+        let reported = guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net"));
+        let tools_running = matches!(
+            o.prop_text("guest.toolsRunningStatus").map(str::trim),
+            Some("guestToolsRunning" | "guestToolsExecutingScripts")
+        );
+        Ok((reported, tools_running))
     }
 
     async fn vm_task(
@@ -583,11 +1033,16 @@ impl EsxiClient {
                 let first = |path: &str| {
                     objects.iter().find_map(|o| o.prop(path).and_then(Element::as_moref))
                 };
+                let datacenter = objects
+                    .iter()
+                    .find(|o| o.prop("vmFolder").is_some())
+                    .map(|o| o.obj.clone());
                 let inventory = |message: &str| EsxiError::Inventory {
                     address: self.transport.address().to_owned(),
                     message: message.to_owned(),
                 };
                 let placement = Placement {
+                    datacenter: datacenter.ok_or_else(|| inventory("no datacenter with a VM folder"))?,
                     vm_folder: first("vmFolder").ok_or_else(|| inventory("no datacenter with a VM folder"))?,
                     resource_pool: first("resourcePool")
                         .ok_or_else(|| inventory("no compute resource with a resource pool"))?,
@@ -885,5 +1340,180 @@ mod tests {
             xml.contains("<controllerKey>-100</controllerKey><unitNumber>0</unitNumber>"),
             "{xml}"
         );
+    }
+
+    fn wrap(xml: &str) -> Element {
+        parse(&format!(
+            r#"<r xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">{xml}</r>"#
+        ))
+        .expect("well-formed")
+    }
+
+    #[test]
+    fn create_from_template_leaves_out_every_disk_and_sets_firmware_last() {
+        let mut s = spec();
+        s.template_disk = Some("[datastore 1] tmpl/tmpl.vmdk".into());
+        s.firmware = Some(crate::host::Firmware::Efi);
+        let root = wrap(&create_config_spec(&s).expect("spec"));
+        let config = root.child("config").expect("config");
+        let devices: Vec<&str> = config
+            .children_named("deviceChange")
+            .filter_map(|c| c.child("device").and_then(Element::type_name))
+            .collect();
+        // The controller is still created; disk 0 comes from the copy, disk 1 is added with it.
+        assert_eq!(devices, ["ParaVirtualSCSIController", "VirtualVmxnet3"]);
+        let names: Vec<&str> = config.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names[names.len() - 2..], ["extraConfig", "firmware"]);
+        assert_eq!(config.child_text("firmware"), Some("efi"));
+    }
+
+    #[test]
+    fn create_without_firmware_leaves_the_host_default() {
+        let xml = create_config_spec(&spec()).expect("spec");
+        assert!(!xml.contains("firmware"), "{xml}");
+    }
+
+    #[test]
+    fn template_copy_goes_beside_the_vmx() {
+        assert_eq!(
+            disk_path_beside_vmx("[ds 1] web-01/web-01.vmx").as_deref(),
+            Some("[ds 1] web-01/web-01.vmdk")
+        );
+        assert_eq!(
+            disk_path_beside_vmx("[ds] web-01_1/web-01.vmx").as_deref(),
+            Some("[ds] web-01_1/web-01.vmdk")
+        );
+        assert_eq!(
+            disk_path_beside_vmx("[ds] web.vmx").as_deref(),
+            Some("[ds] web.vmdk")
+        );
+        assert_eq!(disk_path_beside_vmx("web-01/web-01.vmx"), None);
+        assert_eq!(disk_path_beside_vmx("[ds] web-01/web-01.vmtx"), None);
+        assert_eq!(disk_path_beside_vmx("[ds] "), None);
+    }
+
+    #[test]
+    fn copy_is_thin_on_the_same_datacenter_and_never_overwrites() {
+        let body = copy_disk_body(
+            &MoRef::new("VirtualDiskManager", "ha-vdiskmanager"),
+            &MoRef::new("Datacenter", "ha-datacenter"),
+            "[ds] tmpl/tmpl.vmdk",
+            "[ds] web & co/web & co.vmdk",
+        );
+        assert_eq!(
+            body,
+            "<_this type=\"VirtualDiskManager\">ha-vdiskmanager</_this>\
+             <sourceName>[ds] tmpl/tmpl.vmdk</sourceName>\
+             <sourceDatacenter type=\"Datacenter\">ha-datacenter</sourceDatacenter>\
+             <destName>[ds] web &amp; co/web &amp; co.vmdk</destName>\
+             <destDatacenter type=\"Datacenter\">ha-datacenter</destDatacenter>\
+             <destSpec xsi:type=\"VirtualDiskSpec\"><diskType>thin</diskType>\
+             <adapterType>lsiLogic</adapterType></destSpec><force>false</force>"
+        );
+    }
+
+    /// The devices of a VM just created from a template: one pvscsi controller, one NIC.
+    fn fresh_devices() -> Vec<Element> {
+        let root = wrap(
+            r#"<val><VirtualDevice xsi:type="ParaVirtualSCSIController"><key>1000</key><busNumber>0</busNumber><scsiCtlrUnitNumber>7</scsiCtlrUnitNumber></VirtualDevice><VirtualDevice xsi:type="VirtualVmxnet3"><key>4000</key><macAddress>00:50:56:aa:bb:01</macAddress><addressType>generated</addressType></VirtualDevice><VirtualDevice xsi:type="VirtualVmxnet3"><key>4001</key><macAddress>00:50:56:aa:bb:02</macAddress><addressType>generated</addressType></VirtualDevice></val>"#,
+        );
+        root.child("val").expect("val").children.clone()
+    }
+
+    #[test]
+    fn template_disk_is_attached_as_unit_zero_and_new_disks_follow() {
+        let xml = attach_disks_spec(
+            "web",
+            "[ds] web/web.vmdk",
+            &[1 << 30, 2 << 30],
+            &fresh_devices(),
+        )
+        .expect("spec");
+        let root = wrap(&xml);
+        let changes: Vec<&Element> = root
+            .child("spec")
+            .expect("spec")
+            .children_named("deviceChange")
+            .collect();
+        assert_eq!(changes.len(), 3);
+        // The copy: an existing backing, no file operation, capacity read from the disk.
+        assert_eq!(changes[0].child("fileOperation"), None);
+        let copy = changes[0].child("device").expect("device");
+        assert_eq!(
+            copy.path(&["backing", "fileName"]).map(|e| e.text.as_str()),
+            Some("[ds] web/web.vmdk")
+        );
+        assert_eq!(copy.child_text("controllerKey"), Some("1000"));
+        assert_eq!(copy.child_text("unitNumber"), Some("0"));
+        assert_eq!(copy.child_text("capacityInKB"), Some("0"));
+        let units: Vec<&str> = changes[1..]
+            .iter()
+            .map(|c| {
+                assert_eq!(c.child_text("fileOperation"), Some("create"));
+                c.path(&["device", "unitNumber"])
+                    .map_or("", |e| e.text.as_str())
+            })
+            .collect();
+        assert_eq!(units, ["1", "2"]);
+        let keys: Vec<&str> = changes
+            .iter()
+            .map(|c| c.path(&["device", "key"]).map_or("", |e| e.text.as_str()))
+            .collect();
+        assert_eq!(keys, ["-101", "-102", "-103"]);
+    }
+
+    #[test]
+    fn macs_in_adapter_order_and_none_missing() {
+        assert_eq!(
+            nic_macs("web", &fresh_devices()).expect("macs"),
+            ["00:50:56:aa:bb:01", "00:50:56:aa:bb:02"]
+        );
+        let mut devices = fresh_devices();
+        devices.reverse();
+        assert_eq!(
+            nic_macs("web", &devices).expect("macs"),
+            ["00:50:56:aa:bb:01", "00:50:56:aa:bb:02"],
+            "ordered by device key, as observe orders NICs"
+        );
+        devices[0].set_child_text("macAddress", "", None);
+        let err = nic_macs("web", &devices).expect_err("no MAC yet");
+        assert!(err.to_string().contains("no MAC address"), "{err}");
+    }
+
+    #[test]
+    fn progress_line_says_what_is_awaited_and_what_is_seen() {
+        let line = guest_progress_line(
+            "web-01",
+            &["192.168.1.100".to_owned()],
+            Duration::from_millis(20_400),
+            Duration::from_secs(300),
+            true,
+            &["10.0.0.5".to_owned()],
+        );
+        assert_eq!(
+            line,
+            "waiting for web-01 to report 192.168.1.100: 20 s of 300 s, Tools running, reported 10.0.0.5"
+        );
+        let line = guest_progress_line(
+            "web-01",
+            &["192.168.1.100".to_owned(), "2001:db8::5".to_owned()],
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            false,
+            &[],
+        );
+        assert!(
+            line.ends_with(
+                "192.168.1.100, 2001:db8::5: 10 s of 300 s, Tools not running, no address reported"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn expected_addresses_compare_in_canonical_form() {
+        assert_eq!(canonical_ip("2001:0db8:0:0::5"), "2001:db8::5");
+        assert_eq!(canonical_ip(" 192.168.1.100/24 "), "192.168.1.100");
+        assert_eq!(canonical_ip("not-an-ip"), "not-an-ip");
     }
 }
