@@ -24,13 +24,48 @@
 //	GET    /_esxsim/stats    {"total": N, "methods": {"Login": 1, ...}, "injected": N, "panics": N}
 //	DELETE /_esxsim/stats    reset the counters
 //
+//	GET    /_esxsim/guest    the guest overrides and which VMs run Tools (JSON)
+//	POST   /_esxsim/guest?vm=NAME&ip=ADDR|none   the guest of VM NAME reports ADDR on its first NIC
+//	                         (none: Tools run but report no address); with -guest-tools only (400 otherwise)
+//	POST   /_esxsim/guest?vm=NAME&tools=off      Tools never start in VM NAME (stopped if running)
+//	DELETE /_esxsim/guest    remove all guest overrides
+//
+// Overrides apply at once to a VM whose Tools run, otherwise at its next power-on; they are keyed
+// by VM name and may be set before the VM exists.
+//
 // A SOAP request carrying the header "X-Esxsim-Hidden: 1" is neither counted in the
 // stats nor subject to fault injection (used by test helpers that read the host back).
+//
+// VMware Tools emulation (-guest-tools, off by default; the plain simulator never runs Tools):
+//
+//   - After a successful PowerOnVM_Task or ResetVM_Task, and -guest-delay later, Tools "start":
+//     guest.toolsRunningStatus=guestToolsRunning, guest.toolsStatus=toolsOk,
+//     guest.guestState=running, guest.hostName, guest.ipAddress, guest.net[] (one entry per NIC,
+//     by MAC, with ipAddress and ipConfig), the matching summary.guest.* and
+//     guestHeartbeatStatus=green, all set through the simulator's object map so that
+//     WaitForUpdatesEx and RetrievePropertiesEx see them. VMs powered on at start run Tools at once.
+//   - The guest plays cloud-init reading the VM's extraConfig (last value per key; "" = unset):
+//     guestinfo.metadata, encoded as guestinfo.metadata.encoding says (gzip+base64, gz+b64,
+//     base64, b64 or none), is JSON; its local-hostname is guest.hostName (default: the VM
+//     name); its netplan v2 "network" (or "network" under a "network" key, or a string encoded
+//     as "network.encoding" says) gives each NIC matched by match.macaddress its "addresses"
+//     (prefix lengths dropped). A NIC with dhcp4: true, or every NIC when the metadata has no
+//     network, gets a DHCP lease from -guest-ip-base (stable per MAC for the launcher's life); a
+//     NIC the network config does not mention gets no address. As cloud-init applies network
+//     config once per instance, a VM keeps its addresses across boots until its metadata's
+//     instance-id changes. guest.ipAddress is the first address in NIC order.
+//   - Power-off, suspend, reset and ShutdownGuest stop Tools: not running, no addresses, no
+//     host name, heartbeat gray.
+//   - ShutdownGuest and RebootGuest need running Tools (SOAP ToolsUnavailable otherwise) and a
+//     powered-on VM (InvalidPowerState). ShutdownGuest returns at once and powers the VM off
+//     -guest-delay later (at once with a zero delay); RebootGuest (not in the simulator) stops
+//     Tools and starts them again -guest-delay later.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -40,6 +75,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -51,6 +88,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/signal"
@@ -58,6 +96,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,6 +144,9 @@ func main() {
 		delayMs      = flag.Int("delay-ms", 0, "delay every SOAP call by this many milliseconds")
 		jitter       = flag.Float64("delay-jitter", 0, "delay jitter as a coefficient of variation")
 		exitOnEOF    = flag.Bool("exit-on-stdin-eof", false, "exit when stdin reaches end of file (dies with its parent)")
+		guestOn      = flag.Bool("guest-tools", false, "emulate VMware Tools in powered-on VMs (guest IP, host name, ShutdownGuest/RebootGuest)")
+		guestDelay   = flag.Duration("guest-delay", 300*time.Millisecond, "with -guest-tools: time from power-on (or reboot, shutdown) until the guest reacts")
+		guestIPBase  = flag.String("guest-ip-base", "10.99.0.0", "with -guest-tools: IPv4 base of the DHCP leases the emulated guests get")
 		methodDelays multiFlag
 		faults       multiFlag
 	)
@@ -117,6 +159,14 @@ func main() {
 	}
 	if (*user == "") != (*pass == "") {
 		fatalf("-user and -pass must be given together")
+	}
+
+	if *guestDelay < 0 {
+		fatalf("-guest-delay must not be negative")
+	}
+	ipBase := net.ParseIP(*guestIPBase).To4()
+	if ipBase == nil {
+		fatalf("-guest-ip-base %q: want an IPv4 address", *guestIPBase)
 	}
 
 	front := &frontHandler{methods: map[string]int{}}
@@ -187,6 +237,17 @@ func main() {
 	if err := populate(model, dir, *benchVMs); err != nil {
 		cleanup()
 		fatalf("populating inventory: %v", err)
+	}
+
+	front.tools = newGuestTools(*guestOn, *guestDelay, binary.BigEndian.Uint32(ipBase))
+	if *guestOn {
+		c, err := vim25.NewClient(context.Background(), model.Service)
+		if err != nil {
+			cleanup()
+			fatalf("in-process client: %v", err)
+		}
+		front.tools.client = c
+		front.tools.startPoweredOn()
 	}
 
 	// Create() made Service.delay point at model.DelayConfig, so setting it now takes effect.
@@ -646,6 +707,7 @@ func soapMethod(body []byte) (method string, this types.ManagedObjectReference) 
 type frontHandler struct {
 	next  http.Handler
 	delay *simulator.DelayConfig
+	tools *guestTools
 
 	mu       sync.Mutex
 	rules    []*rule
@@ -670,6 +732,9 @@ func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/_esxsim/stats":
 		f.serveStats(w, r)
+		return
+	case "/_esxsim/guest":
+		f.tools.serveControl(w, r)
 		return
 	}
 
@@ -725,19 +790,39 @@ func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	f.serveSDK(w, r, method, this)
+	if f.tools.enabled && this.Type == "VirtualMachine" {
+		if method == "ShutdownGuest" || method == "RebootGuest" {
+			f.serveGuestOperation(w, r, method, this)
+			return
+		}
+		if toolsPowerMethods[method] {
+			status, response := f.serveSDK(w, r, method, this, true)
+			if status == http.StatusOK {
+				f.tools.afterPowerTask(method, this, response)
+			}
+			return
+		}
+	}
+
+	f.serveSDK(w, r, method, this, false)
+}
+
+// sleepDelay waits the configured delay of method (without jitter), as the simulator would.
+func (f *frontHandler) sleepDelay(method string) {
+	if f.delay == nil {
+		return
+	}
+	d := f.delay.Delay
+	if md, ok := f.delay.MethodDelay[method]; ok {
+		d += md
+	}
+	if d > 0 {
+		time.Sleep(time.Duration(d) * time.Millisecond)
+	}
 }
 
 func (f *frontHandler) inject(w http.ResponseWriter, rl *rule, method string, this types.ManagedObjectReference) {
-	if f.delay != nil {
-		d := f.delay.Delay
-		if md, ok := f.delay.MethodDelay[method]; ok {
-			d += md
-		}
-		if d > 0 {
-			time.Sleep(time.Duration(d) * time.Millisecond)
-		}
-	}
+	f.sleepDelay(method)
 	fault := reflect.New(rl.faultType).Interface().(types.BaseMethodFault)
 	if !rl.Task {
 		writeSoapFault(w, "injected "+rl.Fault, fault)
@@ -756,16 +841,25 @@ func (f *frontHandler) inject(w http.ResponseWriter, rl *rule, method string, th
 
 type trackingWriter struct {
 	http.ResponseWriter
-	wrote bool
+	wrote  bool
+	status int
+	body   *bytes.Buffer // a copy of the body, when asked for
 }
 
 func (t *trackingWriter) WriteHeader(code int) {
 	t.wrote = true
+	t.status = code
 	t.ResponseWriter.WriteHeader(code)
 }
 
 func (t *trackingWriter) Write(b []byte) (int, error) {
+	if !t.wrote {
+		t.status = http.StatusOK
+	}
 	t.wrote = true
+	if t.body != nil {
+		t.body.Write(b)
+	}
 	return t.ResponseWriter.Write(b)
 }
 
@@ -783,17 +877,27 @@ func vmSet() map[types.ManagedObjectReference]bool {
 	return set
 }
 
-func (f *frontHandler) serveSDK(w http.ResponseWriter, r *http.Request, method string, this types.ManagedObjectReference) {
+// serveSDK passes a SOAP call to the simulator. It returns the HTTP status of the answer and,
+// with keepBody, a copy of its body (0 and nil after a simulator panic).
+func (f *frontHandler) serveSDK(w http.ResponseWriter, r *http.Request, method string, this types.ManagedObjectReference, keepBody bool) (status int, body []byte) {
 	var before map[types.ManagedObjectReference]bool
 	if vmCreators[method] {
 		before = vmSet()
 	}
 	tw := &trackingWriter{ResponseWriter: w}
+	if keepBody {
+		tw.body = &bytes.Buffer{}
+	}
 	defer func() {
 		p := recover()
 		if p == nil {
+			status = tw.status
+			if tw.body != nil {
+				body = tw.body.Bytes()
+			}
 			return
 		}
+		status, body = 0, nil
 		if p == http.ErrAbortHandler {
 			panic(p)
 		}
@@ -811,6 +915,7 @@ func (f *frontHandler) serveSDK(w http.ResponseWriter, r *http.Request, method s
 			&types.SystemError{Reason: fmt.Sprintf("simulator panic: %v", p)})
 	}()
 	f.next.ServeHTTP(tw, r)
+	return
 }
 
 // removeGhosts unregisters the nameless VMs a panicking create left in folder.
@@ -893,6 +998,696 @@ func (f *frontHandler) serveStats(w http.ResponseWriter, r *http.Request) {
 		f.methods = map[string]int{}
 		f.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reset"})
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// VMware Tools emulation (-guest-tools)
+
+const poweredOn = types.VirtualMachinePowerStatePoweredOn
+
+// toolsPowerMethods are the VM methods after whose success Tools stop (and start again -guest-delay
+// later after a power-on or reset).
+var toolsPowerMethods = map[string]bool{
+	"PowerOnVM_Task":  true,
+	"ResetVM_Task":    true,
+	"PowerOffVM_Task": true,
+	"SuspendVM_Task":  true,
+}
+
+// guestOverride is what a test asked one VM's guest to report instead of what its metadata says.
+type guestOverride struct {
+	// IP is reported on the first NIC ("" = as the metadata says).
+	IP string `json:"ip,omitempty"`
+	// NoIP: Tools run but report no address.
+	NoIP bool `json:"noIp,omitempty"`
+	// ToolsOff: Tools never start.
+	ToolsOff bool `json:"toolsOff,omitempty"`
+}
+
+// guestState is the launcher's view of one VM's guest.
+type guestState struct {
+	// gen is bumped on every power change: a pending start or shutdown of an older generation
+	// does nothing.
+	gen     uint64
+	running bool
+	// The network configuration the emulated cloud-init applied, and for which instance-id.
+	applied    bool
+	instanceID string
+	nicAddrs   map[string][]string // MAC (lower case) -> addresses, "IP/prefix"
+}
+
+type guestTools struct {
+	enabled bool
+	delay   time.Duration
+	client  *vim25.Client // in-process, for the delayed power-off of ShutdownGuest
+
+	// mu guards the fields below. It is taken before any simulator object lock, never after.
+	mu        sync.Mutex
+	vms       map[string]*guestState   // by moref value
+	overrides map[string]guestOverride // by VM name
+	leases    map[string]string        // MAC (lower case) -> "IP/24"
+	nextLease uint32
+}
+
+func newGuestTools(enabled bool, delay time.Duration, ipBase uint32) *guestTools {
+	return &guestTools{
+		enabled:   enabled,
+		delay:     delay,
+		vms:       map[string]*guestState{},
+		overrides: map[string]guestOverride{},
+		leases:    map[string]string{},
+		nextLease: ipBase,
+	}
+}
+
+func (g *guestTools) state(ref types.ManagedObjectReference) *guestState {
+	st := g.vms[ref.Value]
+	if st == nil {
+		st = &guestState{}
+		g.vms[ref.Value] = st
+	}
+	return st
+}
+
+// lookupVM returns the simulator's VM, or nil once it is gone.
+func lookupVM(ref types.ManagedObjectReference) *simulator.VirtualMachine {
+	vm, _ := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	return vm
+}
+
+// later runs f -guest-delay from now, or at once when the delay is zero.
+func (g *guestTools) later(f func()) {
+	if g.delay <= 0 {
+		f()
+		return
+	}
+	time.AfterFunc(g.delay, f)
+}
+
+// startPoweredOn starts Tools at once in the VMs that were powered on before the launcher was ready.
+func (g *guestTools) startPoweredOn() {
+	vms := simulator.Map.All("VirtualMachine")
+	// In name order, so that their DHCP leases are the same on every start.
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Entity().Name < vms[j].Entity().Name })
+	for _, e := range vms {
+		ref := e.Reference()
+		vm := lookupVM(ref)
+		if vm == nil || vm.Runtime.PowerState != poweredOn {
+			continue
+		}
+		g.start(ref, g.stop(ref))
+	}
+}
+
+// afterPowerTask reacts to a power method the simulator answered with a Task.
+func (g *guestTools) afterPowerTask(method string, ref types.ManagedObjectReference, response []byte) {
+	if !taskSucceeded(response) {
+		return
+	}
+	gen := g.stop(ref)
+	if method == "PowerOnVM_Task" || method == "ResetVM_Task" {
+		g.later(func() { g.start(ref, gen) })
+	}
+}
+
+// stop stops Tools (resetting the guest properties if they ran) and cancels whatever was pending.
+// It returns the new generation.
+func (g *guestTools) stop(ref types.ManagedObjectReference) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.state(ref)
+	st.gen++
+	if st.running {
+		st.running = false
+		if vm := lookupVM(ref); vm != nil {
+			simulator.Map.WithLock(vm, func() { simulator.Map.Update(vm, stoppedGuest(vm)) })
+		}
+	}
+	return st.gen
+}
+
+// start starts Tools, unless the VM's power changed since generation gen, it is not powered on,
+// or a test turned its Tools off.
+func (g *guestTools) start(ref types.ManagedObjectReference, gen uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.vms[ref.Value]
+	vm := lookupVM(ref)
+	if st == nil || st.gen != gen || vm == nil {
+		return
+	}
+	simulator.Map.WithLock(vm, func() {
+		if vm.Runtime.PowerState != poweredOn || g.overrides[vm.Name].ToolsOff {
+			return
+		}
+		simulator.Map.Update(vm, g.runningGuest(vm, st))
+		st.running = true
+	})
+}
+
+// refreshLocked reports the guest of a VM whose Tools run again, after an override changed.
+func (g *guestTools) refreshLocked(ref types.ManagedObjectReference, st *guestState) {
+	vm := lookupVM(ref)
+	if vm == nil || !st.running {
+		return
+	}
+	simulator.Map.WithLock(vm, func() {
+		if g.overrides[vm.Name].ToolsOff {
+			st.gen++
+			st.running = false
+			simulator.Map.Update(vm, stoppedGuest(vm))
+			return
+		}
+		simulator.Map.Update(vm, g.runningGuest(vm, st))
+	})
+}
+
+// shutdown stops Tools now and powers the VM off -guest-delay later, as a guest shutting down.
+func (g *guestTools) shutdown(ref types.ManagedObjectReference) {
+	gen := g.stop(ref)
+	g.later(func() {
+		g.mu.Lock()
+		current := g.state(ref).gen == gen
+		g.mu.Unlock()
+		if !current {
+			return
+		}
+		// The simulator's own ShutdownGuest powers off at once, with its events.
+		if err := object.NewVirtualMachine(g.client, ref).ShutdownGuest(context.Background()); err != nil {
+			log.Printf("esxsim: guest shutdown of %s: %v", ref.Value, err)
+		}
+	})
+}
+
+// reboot stops Tools now and starts them again -guest-delay later.
+func (g *guestTools) reboot(ref types.ManagedObjectReference) {
+	gen := g.stop(ref)
+	g.later(func() { g.start(ref, gen) })
+}
+
+func (g *guestTools) toolsRunning(ref types.ManagedObjectReference) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state(ref).running
+}
+
+// lease returns the stable DHCP address of a MAC.
+func (g *guestTools) lease(mac string) string {
+	if a, ok := g.leases[mac]; ok {
+		return a
+	}
+	for {
+		g.nextLease++
+		if b := g.nextLease & 0xff; b != 0 && b != 0xff {
+			break
+		}
+	}
+	var ip [4]byte
+	binary.BigEndian.PutUint32(ip[:], g.nextLease)
+	a := net.IP(ip[:]).String() + "/24"
+	g.leases[mac] = a
+	return a
+}
+
+// stoppedGuest: the guest properties of a VM whose Tools do not run.
+func stoppedGuest(vm *simulator.VirtualMachine) []types.PropertyChange {
+	gray := types.ManagedEntityStatusGray
+	notRunning := string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning)
+	return []types.PropertyChange{
+		{Name: "guest.toolsRunningStatus", Val: notRunning},
+		{Name: "guest.toolsStatus", Val: types.VirtualMachineToolsStatusToolsNotRunning},
+		{Name: "guest.guestState", Val: "notRunning"},
+		{Name: "guest.hostName", Val: nil},
+		{Name: "guest.ipAddress", Val: nil},
+		{Name: "guest.net", Val: guestNics(vm, func(int, string) []string { return nil })},
+		{Name: "summary.guest.toolsRunningStatus", Val: notRunning},
+		{Name: "summary.guest.toolsStatus", Val: types.VirtualMachineToolsStatusToolsNotRunning},
+		{Name: "summary.guest.hostName", Val: nil},
+		{Name: "summary.guest.ipAddress", Val: nil},
+		{Name: "guestHeartbeatStatus", Val: gray},
+		{Name: "summary.quickStats.guestHeartbeatStatus", Val: gray},
+	}
+}
+
+// runningGuest: the guest properties of a VM whose Tools run, from its metadata and overrides.
+// Called with g.mu and the VM's lock held.
+func (g *guestTools) runningGuest(vm *simulator.VirtualMachine, st *guestState) []types.PropertyChange {
+	meta, err := guestMetadata(lastExtraConfig(vm))
+	if err != nil {
+		log.Printf("esxsim: VM %s: %v; the emulated guest ignores its metadata", vm.Name, err)
+		meta = nil
+	}
+	hostName := vm.Name
+	if h, ok := meta["local-hostname"].(string); ok && h != "" {
+		hostName = h
+	}
+	// cloud-init applies the network configuration once per instance.
+	instanceID, _ := meta["instance-id"].(string)
+	if !st.applied || instanceID == "" || instanceID != st.instanceID {
+		st.nicAddrs = g.networkAddresses(vm, meta)
+		st.applied, st.instanceID = true, instanceID
+	}
+
+	ov := g.overrides[vm.Name]
+	nics := guestNics(vm, func(i int, mac string) []string {
+		switch {
+		case ov.NoIP:
+			return nil
+		case ov.IP != "" && i == 0:
+			return []string{ov.IP}
+		}
+		return st.nicAddrs[mac]
+	})
+	var ipAddress interface{}
+	for _, nic := range nics {
+		if len(nic.IpAddress) > 0 {
+			ipAddress = nic.IpAddress[0]
+			break
+		}
+	}
+
+	green := types.ManagedEntityStatusGreen
+	running := string(types.VirtualMachineToolsRunningStatusGuestToolsRunning)
+	unmanaged := string(types.VirtualMachineToolsVersionStatusGuestToolsUnmanaged)
+	return []types.PropertyChange{
+		{Name: "guest.toolsRunningStatus", Val: running},
+		{Name: "guest.toolsStatus", Val: types.VirtualMachineToolsStatusToolsOk},
+		{Name: "guest.toolsVersionStatus2", Val: unmanaged},
+		{Name: "guest.guestState", Val: "running"},
+		{Name: "guest.hostName", Val: hostName},
+		{Name: "guest.ipAddress", Val: ipAddress},
+		{Name: "guest.net", Val: nics},
+		{Name: "summary.guest.toolsRunningStatus", Val: running},
+		{Name: "summary.guest.toolsStatus", Val: types.VirtualMachineToolsStatusToolsOk},
+		{Name: "summary.guest.toolsVersionStatus2", Val: unmanaged},
+		{Name: "summary.guest.hostName", Val: hostName},
+		{Name: "summary.guest.ipAddress", Val: ipAddress},
+		{Name: "guestHeartbeatStatus", Val: green},
+		{Name: "summary.quickStats.guestHeartbeatStatus", Val: green},
+	}
+}
+
+// networkAddresses: the addresses ("IP/prefix") the emulated cloud-init gives each NIC, by MAC.
+func (g *guestTools) networkAddresses(vm *simulator.VirtualMachine, meta map[string]interface{}) map[string][]string {
+	config, err := networkConfig(meta)
+	if err != nil {
+		log.Printf("esxsim: VM %s: %v; the emulated guest falls back to DHCP", vm.Name, err)
+		config = nil
+	}
+	out := map[string][]string{}
+	for _, mac := range vmMACs(vm) {
+		if config == nil {
+			out[mac] = []string{g.lease(mac)}
+			continue
+		}
+		eth, ok := config[mac]
+		if !ok {
+			continue
+		}
+		addrs := append([]string{}, eth.addresses...)
+		if eth.dhcp4 {
+			addrs = append(addrs, g.lease(mac))
+		}
+		out[mac] = addrs
+	}
+	return out
+}
+
+func vmMACs(vm *simulator.VirtualMachine) []string {
+	var macs []string
+	for _, d := range vm.Config.Hardware.Device {
+		if card, ok := d.(types.BaseVirtualEthernetCard); ok {
+			macs = append(macs, strings.ToLower(card.GetVirtualEthernetCard().MacAddress))
+		}
+	}
+	return macs
+}
+
+// guestNics builds guest.net: one entry per NIC in device order, with the addresses
+// ("IP[/prefix]") addrs gives for its index and lower-case MAC.
+func guestNics(vm *simulator.VirtualMachine, addrs func(i int, mac string) []string) []types.GuestNicInfo {
+	nics := []types.GuestNicInfo{}
+	for _, d := range vm.Config.Hardware.Device {
+		card, ok := d.(types.BaseVirtualEthernetCard)
+		if !ok {
+			continue
+		}
+		c := card.GetVirtualEthernetCard()
+		nic := types.GuestNicInfo{
+			MacAddress:     c.MacAddress,
+			Connected:      true,
+			DeviceConfigId: c.Key,
+		}
+		for _, old := range vm.Guest.Net {
+			if old.DeviceConfigId == c.Key {
+				nic.Network = old.Network
+			}
+		}
+		if b, ok := c.Backing.(*types.VirtualEthernetCardNetworkBackingInfo); ok && nic.Network == "" {
+			nic.Network = b.DeviceName
+		}
+		for _, a := range addrs(len(nics), strings.ToLower(c.MacAddress)) {
+			ip, prefix, ok := splitAddress(a)
+			if !ok {
+				log.Printf("esxsim: VM %s: ignoring address %q", vm.Name, a)
+				continue
+			}
+			if nic.IpConfig == nil {
+				nic.IpConfig = &types.NetIpConfigInfo{}
+			}
+			nic.IpAddress = append(nic.IpAddress, ip)
+			nic.IpConfig.IpAddress = append(nic.IpConfig.IpAddress, types.NetIpConfigInfoIpAddress{
+				IpAddress: ip, PrefixLength: prefix, State: "preferred",
+			})
+		}
+		nics = append(nics, nic)
+	}
+	return nics
+}
+
+// splitAddress parses "IP" or "IP/prefix" (a missing prefix means a host address).
+func splitAddress(a string) (string, int32, bool) {
+	if strings.Contains(a, "/") {
+		ip, n, err := net.ParseCIDR(a)
+		if err != nil {
+			return "", 0, false
+		}
+		ones, _ := n.Mask.Size()
+		return ip.String(), int32(ones), true
+	}
+	ip := net.ParseIP(a)
+	if ip == nil {
+		return "", 0, false
+	}
+	if ip.To4() != nil {
+		return ip.String(), 32, true
+	}
+	return ip.String(), 128, true
+}
+
+// lastExtraConfig folds the VM's append-only extraConfig: last value per key, "" = unset.
+func lastExtraConfig(vm *simulator.VirtualMachine) map[string]string {
+	out := map[string]string{}
+	for _, o := range vm.Config.ExtraConfig {
+		v := o.GetOptionValue()
+		s, ok := v.Value.(string)
+		if !ok && v.Value != nil {
+			s = fmt.Sprint(v.Value)
+		}
+		if s == "" {
+			delete(out, v.Key)
+		} else {
+			out[v.Key] = s
+		}
+	}
+	return out
+}
+
+// decodeGuestinfo decodes a guestinfo value the way cloud-init's VMware datasource does.
+func decodeGuestinfo(value, encoding string) ([]byte, error) {
+	compact := strings.Join(strings.Fields(value), "")
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "":
+		return []byte(value), nil
+	case "base64", "b64":
+		return base64.StdEncoding.DecodeString(compact)
+	case "gzip+base64", "gz+base64", "gzip+b64", "gz+b64":
+		raw, err := base64.StdEncoding.DecodeString(compact)
+		if err != nil {
+			return nil, err
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		return ioutil.ReadAll(zr)
+	default:
+		return nil, fmt.Errorf("unknown encoding %q (cloud-init knows gz+base64, gzip+base64, gz+b64, gzip+b64, base64, b64)", encoding)
+	}
+}
+
+// guestMetadata decodes guestinfo.metadata (nil when the VM has none).
+func guestMetadata(extra map[string]string) (map[string]interface{}, error) {
+	text, ok := extra["guestinfo.metadata"]
+	if !ok {
+		return nil, nil
+	}
+	data, err := decodeGuestinfo(text, extra["guestinfo.metadata.encoding"])
+	if err != nil {
+		return nil, fmt.Errorf("guestinfo.metadata: %v", err)
+	}
+	var meta map[string]interface{}
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return nil, fmt.Errorf("guestinfo.metadata is not a JSON object (the emulation reads JSON only): %v", err)
+	}
+	return meta, nil
+}
+
+// ethernetConfig is what the emulation reads of one netplan v2 ethernets entry.
+type ethernetConfig struct {
+	addresses []string
+	dhcp4     bool
+}
+
+// networkConfig reads the metadata's netplan v2 network: ethernets by lower-case MAC (nil when
+// the metadata has no network).
+func networkConfig(meta map[string]interface{}) (map[string]ethernetConfig, error) {
+	raw := meta["network"]
+	if raw == nil {
+		return nil, nil
+	}
+	if text, ok := raw.(string); ok {
+		encoding, _ := meta["network.encoding"].(string)
+		data, err := decodeGuestinfo(text, encoding)
+		if err != nil {
+			return nil, fmt.Errorf("metadata network: %v", err)
+		}
+		var v interface{}
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, fmt.Errorf("metadata network is not JSON (the emulation reads JSON only): %v", err)
+		}
+		raw = v
+	}
+	network, ok := raw.(map[string]interface{})
+	if !ok {
+		return nil, fmt.Errorf("metadata network is not an object")
+	}
+	if inner, ok := network["network"].(map[string]interface{}); ok {
+		network = inner
+	}
+	if v, _ := network["version"].(float64); v != 2 {
+		return nil, fmt.Errorf("metadata network version %v: the emulation reads netplan version 2 only", network["version"])
+	}
+	ethernets, _ := network["ethernets"].(map[string]interface{})
+	out := map[string]ethernetConfig{}
+	for name, e := range ethernets {
+		entry, _ := e.(map[string]interface{})
+		match, _ := entry["match"].(map[string]interface{})
+		mac, _ := match["macaddress"].(string)
+		if mac == "" {
+			log.Printf("esxsim: network ethernets.%s has no match.macaddress (the emulation matches NICs by MAC only)", name)
+			continue
+		}
+		var eth ethernetConfig
+		list, _ := entry["addresses"].([]interface{})
+		for _, a := range list {
+			if s, ok := a.(string); ok {
+				eth.addresses = append(eth.addresses, s)
+			}
+		}
+		switch v := entry["dhcp4"].(type) {
+		case bool:
+			eth.dhcp4 = v
+		case string:
+			eth.dhcp4 = v == "true" || v == "yes" || v == "on"
+		}
+		out[strings.ToLower(mac)] = eth
+	}
+	return out, nil
+}
+
+// taskSucceeded tells whether a SOAP answer returns a Task that ended in success.
+func taskSucceeded(response []byte) bool {
+	ref, ok := returnedMoref(response)
+	if !ok || ref.Type != "Task" {
+		return false
+	}
+	task, ok := simulator.Map.Get(ref).(*simulator.Task)
+	if !ok {
+		return false
+	}
+	var state types.TaskInfoState
+	simulator.Map.WithLock(task, func() { state = task.Info.State })
+	return state == types.TaskInfoStateSuccess
+}
+
+// returnedMoref reads the first <returnval type="T">value</returnval> of a SOAP answer.
+func returnedMoref(response []byte) (types.ManagedObjectReference, bool) {
+	d := xml.NewDecoder(bytes.NewReader(response))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return types.ManagedObjectReference{}, false
+		}
+		start, ok := tok.(xml.StartElement)
+		if !ok || start.Name.Local != "returnval" {
+			continue
+		}
+		var ref types.ManagedObjectReference
+		for _, a := range start.Attr {
+			if a.Name.Local == "type" {
+				ref.Type = a.Value
+			}
+		}
+		var text string
+		if err := d.DecodeElement(&text, &start); err != nil {
+			return types.ManagedObjectReference{}, false
+		}
+		ref.Value = strings.TrimSpace(text)
+		return ref, true
+	}
+}
+
+type emptyResponse struct {
+	XMLName xml.Name
+}
+
+func writeEmptyResponse(w http.ResponseWriter, method string) {
+	body := struct {
+		Res *emptyResponse
+	}{&emptyResponse{XMLName: xml.Name{Space: "urn:" + vim25.Namespace, Local: method + "Response"}}}
+	data := encodeEnvelope(body)
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+// probeSession asks the simulator whether the request's session may call a method of the
+// existing object this. It sends RebootGuest, which the simulator does not implement: its answer
+// MethodNotFound means yes (nil is returned). Any other answer (NotAuthenticated,
+// ManagedObjectNotFound) is returned, to be passed on as it is.
+func (f *frontHandler) probeSession(r *http.Request, this types.ManagedObjectReference) *httptest.ResponseRecorder {
+	var moid bytes.Buffer
+	_ = xml.EscapeText(&moid, []byte(this.Value))
+	body := `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">` +
+		`<soapenv:Body><RebootGuest xmlns="urn:vim25"><_this type="VirtualMachine">` + moid.String() +
+		`</_this></RebootGuest></soapenv:Body></soapenv:Envelope>`
+	probe := r.Clone(r.Context())
+	probe.Body = ioutil.NopCloser(strings.NewReader(body))
+	probe.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, probe)
+	if rec.Code == http.StatusInternalServerError && bytes.Contains(rec.Body.Bytes(), []byte("MethodNotFoundFault")) {
+		return nil
+	}
+	return rec
+}
+
+// serveGuestOperation answers ShutdownGuest and RebootGuest as a host whose VMs run Tools would.
+func (f *frontHandler) serveGuestOperation(w http.ResponseWriter, r *http.Request, method string, this types.ManagedObjectReference) {
+	if rec := f.probeSession(r, this); rec != nil {
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+	f.sleepDelay(method)
+	vm := lookupVM(this)
+	if vm == nil {
+		writeSoapFault(w, "", &types.ManagedObjectNotFound{Obj: this})
+		return
+	}
+	var power types.VirtualMachinePowerState
+	simulator.Map.WithLock(vm, func() { power = vm.Runtime.PowerState })
+	if power != poweredOn {
+		writeSoapFault(w, "", &types.InvalidPowerState{RequestedState: poweredOn, ExistingState: power})
+		return
+	}
+	if !f.tools.toolsRunning(this) {
+		writeSoapFault(w, "VMware Tools is not running in the guest", &types.ToolsUnavailable{})
+		return
+	}
+	if method == "ShutdownGuest" {
+		f.tools.shutdown(this)
+	} else {
+		f.tools.reboot(this)
+	}
+	writeEmptyResponse(w, method)
+}
+
+func (g *guestTools) serveControl(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		g.mu.Lock()
+		overrides := make(map[string]guestOverride, len(g.overrides))
+		for k, v := range g.overrides {
+			overrides[k] = v
+		}
+		running := []string{}
+		for moid, st := range g.vms {
+			if vm := lookupVM(types.ManagedObjectReference{Type: "VirtualMachine", Value: moid}); vm != nil && st.running {
+				running = append(running, vm.Name)
+			}
+		}
+		g.mu.Unlock()
+		sort.Strings(running)
+		writeJSON(w, http.StatusOK, map[string]interface{}{"enabled": g.enabled, "overrides": overrides, "toolsRunning": running})
+	case http.MethodPost:
+		if !g.enabled {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the launcher runs without -guest-tools"})
+			return
+		}
+		_ = r.ParseForm()
+		name, ip, tools := r.Form.Get("vm"), r.Form.Get("ip"), r.Form.Get("tools")
+		var ov guestOverride
+		switch {
+		case name == "":
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing vm parameter"})
+			return
+		case ip != "" && tools != "":
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "give ip or tools, not both"})
+			return
+		case tools == "off":
+			ov.ToolsOff = true
+		case tools != "":
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("tools=%q: only tools=off is known", tools)})
+			return
+		case ip == "none":
+			ov.NoIP = true
+		case ip != "":
+			if _, _, ok := splitAddress(ip); !ok {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("ip=%q: want an IP address, IP/prefix or none", ip)})
+				return
+			}
+			ov.IP = ip
+		default:
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing ip or tools parameter"})
+			return
+		}
+		g.mu.Lock()
+		g.overrides[name] = ov
+		for moid, st := range g.vms {
+			ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: moid}
+			if vm := lookupVM(ref); vm != nil && vm.Name == name {
+				g.refreshLocked(ref, st)
+			}
+		}
+		g.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]interface{}{"vm": name, "override": ov})
+	case http.MethodDelete:
+		g.mu.Lock()
+		n := len(g.overrides)
+		g.overrides = map[string]guestOverride{}
+		for moid, st := range g.vms {
+			g.refreshLocked(types.ManagedObjectReference{Type: "VirtualMachine", Value: moid}, st)
+		}
+		g.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]int{"removed": n})
 	default:
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	}

@@ -155,6 +155,18 @@ pub struct Simulator {
     tempdir: tempfile::TempDir,
 }
 
+/// What one VM's emulated guest reports instead of what its metadata says; see
+/// [`Simulator::set_guest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestOverride {
+    /// Tools run and the first NIC reports this address (`192.168.1.7` or `192.168.1.7/24`).
+    Ip(String),
+    /// Tools run but report no address.
+    NoIp,
+    /// Tools never start (ShutdownGuest then fails with `ToolsUnavailable`).
+    ToolsOff,
+}
+
 /// Options for [`Simulator`]; see [`Simulator::builder`].
 #[derive(Clone, Debug)]
 pub struct SimulatorBuilder {
@@ -166,6 +178,8 @@ pub struct SimulatorBuilder {
     faults: Vec<String>,
     delay_ms: u64,
     method_delays: Vec<(String, u64)>,
+    guest_tools: bool,
+    guest_delay_ms: Option<u64>,
     extra_args: Vec<String>,
 }
 
@@ -180,6 +194,8 @@ impl Default for SimulatorBuilder {
             faults: Vec::new(),
             delay_ms: 0,
             method_delays: Vec::new(),
+            guest_tools: false,
+            guest_delay_ms: None,
             extra_args: Vec::new(),
         }
     }
@@ -224,6 +240,20 @@ impl SimulatorBuilder {
     /// Extra delay for one SOAP method, e.g. `("PowerOnVM_Task", 500)`.
     pub fn method_delay(mut self, method: &str, ms: u64) -> Self {
         self.method_delays.push((method.to_string(), ms));
+        self
+    }
+    /// Emulate VMware Tools (launcher `-guest-tools`, default off): after a power-on the guest
+    /// reports the address its `guestinfo.metadata` network gives its NIC (or a DHCP lease from
+    /// 10.99.0.0), its host name, and running Tools; ShutdownGuest/RebootGuest need running Tools.
+    /// See [`Simulator::set_guest`] to make one guest report something else.
+    pub fn guest_tools(mut self, on: bool) -> Self {
+        self.guest_tools = on;
+        self
+    }
+    /// Time from power-on (or RebootGuest, ShutdownGuest) until the emulated guest reacts
+    /// (launcher `-guest-delay`, default 300 ms).
+    pub fn guest_delay_ms(mut self, ms: u64) -> Self {
+        self.guest_delay_ms = Some(ms);
         self
     }
     /// Any other launcher flag, passed verbatim.
@@ -274,6 +304,12 @@ impl SimulatorBuilder {
         }
         for f in &self.faults {
             cmd.arg("-fault").arg(f);
+        }
+        if self.guest_tools {
+            cmd.arg("-guest-tools");
+        }
+        if let Some(ms) = self.guest_delay_ms {
+            cmd.arg("-guest-delay").arg(format!("{ms}ms"));
         }
         cmd.args(&self.extra_args);
 
@@ -426,6 +462,41 @@ impl Simulator {
     pub fn reset_stats(&self) {
         let (status, body) = self.control("DELETE", "/_esxsim/stats");
         assert_eq!(status, 200, "reset_stats: {body}");
+    }
+
+    /// Makes the guest of VM `vm` (by name; it need not exist yet) report `guest` instead of what
+    /// its metadata says: at once if its Tools run, otherwise from its next power-on. Needs
+    /// [`SimulatorBuilder::guest_tools`]; panics if the launcher refuses.
+    pub fn set_guest(&self, vm: &str, guest: GuestOverride) {
+        let param = match &guest {
+            GuestOverride::Ip(ip) => format!("ip={}", url_encode(ip)),
+            GuestOverride::NoIp => "ip=none".to_string(),
+            GuestOverride::ToolsOff => "tools=off".to_string(),
+        };
+        let (status, body) = self.control(
+            "POST",
+            &format!("/_esxsim/guest?vm={}&{param}", url_encode(vm)),
+        );
+        assert_eq!(status, 200, "set_guest({vm:?}, {guest:?}): {body}");
+    }
+
+    /// Removes every [`set_guest`](Self::set_guest) override (running guests report their
+    /// metadata's addresses again at once; Tools turned off start at the next power-on).
+    pub fn clear_guest_overrides(&self) {
+        let (status, body) = self.control("DELETE", "/_esxsim/guest");
+        assert_eq!(status, 200, "clear_guest_overrides: {body}");
+    }
+
+    /// The extraConfig of VM `vm_name` read over SOAP (independently of ceso): the last value
+    /// per key (the simulator appends on reconfigure), keys whose last value is empty left out
+    /// (a real host deletes them). Panics if no VM has that name.
+    pub fn extra_config(&self, vm_name: &str) -> BTreeMap<String, String> {
+        let vm = find_vm(self, vm_name)
+            .unwrap_or_else(|| panic!("extra_config: no VM named {vm_name:?} on the simulator"));
+        vm.extra_config
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
     }
 
     fn control(&self, method: &str, path: &str) -> (u16, String) {
@@ -747,6 +818,19 @@ pub struct VmFacts {
     pub disk_files: Vec<String>,
     /// Port group (network name) of each NIC, in device order.
     pub nic_networks: Vec<String>,
+    /// MAC address of each NIC (lower case), in device order.
+    pub nic_macs: Vec<String>,
+    /// `config.firmware` (`bios`, `efi`), when set.
+    pub firmware: Option<String>,
+    /// `guest.ipAddress`: the address VMware Tools reports (none without running Tools).
+    pub guest_ip: Option<String>,
+    /// `guest.hostName` as VMware Tools reports it.
+    pub guest_host_name: Option<String>,
+    /// `guest.toolsRunningStatus` is `guestToolsRunning`.
+    pub tools_running: bool,
+    /// `guest.net`: the addresses Tools report per NIC, by lower-case MAC (NICs without an
+    /// address included, with none).
+    pub guest_nic_ips: BTreeMap<String, Vec<String>>,
 }
 
 const VM_PATHS: &[&str] = &[
@@ -758,6 +842,11 @@ const VM_PATHS: &[&str] = &[
     "config.annotation",
     "config.extraConfig",
     "config.hardware.device",
+    "config.firmware",
+    "guest.ipAddress",
+    "guest.hostName",
+    "guest.toolsRunningStatus",
+    "guest.net",
 ];
 
 /// Every VM of the host (all of `ha-folder-vm`, recursively), sorted by name. Hidden from the
@@ -787,6 +876,94 @@ pub fn find_vm(sim: &Simulator, name: &str) -> Option<VmFacts> {
     list_vms(sim).into_iter().find(|v| v.name == name)
 }
 
+/// Polls VM `name` (every 50 ms) until `done` holds, and returns it; panics after `timeout`
+/// with what the host last said about it.
+pub fn wait_for_vm(
+    sim: &Simulator,
+    name: &str,
+    timeout: Duration,
+    done: impl Fn(&VmFacts) -> bool,
+) -> VmFacts {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let vm = find_vm(sim, name);
+        if let Some(vm) = vm.as_ref().filter(|vm| done(vm)) {
+            return vm.clone();
+        }
+        if Instant::now() >= deadline {
+            panic!("VM {name:?} not in the expected state within {timeout:?}; last seen: {vm:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn vm_moref(sim: &Simulator, vm_name: &str) -> String {
+    find_vm(sim, vm_name)
+        .unwrap_or_else(|| panic!("no VM named {vm_name:?} on the simulator"))
+        .moref
+}
+
+/// Calls a method that takes only `_this` (`PowerOnVM_Task`, `ShutdownGuest`, ...) on VM
+/// `vm_name`, hidden from the stats and from fault injection. Returns the answer as it is.
+pub fn vm_call(sim: &Simulator, vm_name: &str, method: &str) -> SoapResponse {
+    let moref = vm_moref(sim, vm_name);
+    soap_query_response(
+        sim,
+        &format!(
+            r#"<{method} xmlns="urn:vim25"><_this type="VirtualMachine">{}</_this></{method}>"#,
+            xml_escape(&moref)
+        ),
+    )
+}
+
+/// `info.state` (`success`, `error`) of the task a `*_Task` answer returned, and the fault type
+/// of a failed one.
+pub fn task_outcome(sim: &Simulator, response: &SoapResponse) -> (String, Option<String>) {
+    assert_eq!(response.status, 200, "not a task answer: {}", response.body);
+    let task = response
+        .returnval()
+        .unwrap_or_else(|| panic!("no task in {}", response.body));
+    let info = retrieve_properties(sim, "Task", &task, &["info.state", "info.error"]);
+    let state = info
+        .get("info.state")
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    let fault = info
+        .get("info.error")
+        .and_then(|e| e.child("fault"))
+        .and_then(|f| f.xsi_type())
+        .map(|t| strip_prefix(t).to_string());
+    (state, fault)
+}
+
+/// Sets extraConfig entries of VM `vm_name` with ReconfigVM_Task (hidden), as ceso would; panics
+/// unless the task succeeds.
+pub fn set_extra_config(sim: &Simulator, vm_name: &str, entries: &[(&str, &str)]) {
+    let moref = vm_moref(sim, vm_name);
+    let options: String = entries
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                r#"<extraConfig xsi:type="OptionValue"><key>{}</key><value xsi:type="xsd:string">{}</value></extraConfig>"#,
+                xml_escape(k),
+                xml_escape(v)
+            )
+        })
+        .collect();
+    let r = soap_query_response(
+        sim,
+        &format!(
+            r#"<ReconfigVM_Task xmlns="urn:vim25"><_this type="VirtualMachine">{}</_this><spec>{options}</spec></ReconfigVM_Task>"#,
+            xml_escape(&moref)
+        ),
+    );
+    let (state, fault) = task_outcome(sim, &r);
+    assert_eq!(
+        state, "success",
+        "ReconfigVM_Task of {vm_name} failed: {fault:?}"
+    );
+}
+
 fn vm_facts_from_object(obj: &XmlNode) -> VmFacts {
     let mut vm = VmFacts {
         moref: obj.child("obj").map(|o| o.text.clone()).unwrap_or_default(),
@@ -803,6 +980,25 @@ fn vm_facts_from_object(obj: &XmlNode) -> VmFacts {
             "runtime.powerState" => vm.power_state = val.text.clone(),
             "config.guestId" => vm.guest_id = val.text.clone(),
             "config.annotation" => vm.annotation = val.text.clone(),
+            "config.firmware" => vm.firmware = Some(val.text.clone()).filter(|f| !f.is_empty()),
+            "guest.ipAddress" => vm.guest_ip = Some(val.text.clone()).filter(|ip| !ip.is_empty()),
+            "guest.hostName" => {
+                vm.guest_host_name = Some(val.text.clone()).filter(|h| !h.is_empty())
+            }
+            "guest.toolsRunningStatus" => vm.tools_running = val.text == "guestToolsRunning",
+            "guest.net" => {
+                for nic in &val.children {
+                    let mac = nic
+                        .child("macAddress")
+                        .map(|m| m.text.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    let ips = nic
+                        .children_named("ipAddress")
+                        .map(|ip| ip.text.clone())
+                        .collect();
+                    vm.guest_nic_ips.insert(mac, ips);
+                }
+            }
             "config.extraConfig" => {
                 for ov in &val.children {
                     let key = ov.child("key").map(|k| k.text.clone()).unwrap_or_default();
@@ -850,6 +1046,11 @@ fn vm_facts_from_object(obj: &XmlNode) -> VmFacts {
                             })
                             .unwrap_or_default();
                         vm.nic_networks.push(net);
+                        vm.nic_macs.push(
+                            dev.child("macAddress")
+                                .map(|m| m.text.to_ascii_lowercase())
+                                .unwrap_or_default(),
+                        );
                     }
                 }
             }
