@@ -28,6 +28,7 @@ mod error;
 mod fault;
 #[cfg(test)]
 mod mock;
+mod nfc;
 mod ovf;
 mod properties;
 mod session;
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 pub use error::EsxiError;
+pub use ovf::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 pub use transport::normalize_thumbprint;
 pub(crate) use transport::{is_loopback, normalize_address};
 

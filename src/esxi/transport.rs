@@ -304,6 +304,29 @@ impl Transport {
             .clear();
     }
 
+    /// The `Cookie` header echoing the host's cookies (the session); empty before login.
+    fn cookie_header(&self) -> String {
+        let cookies = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
+        cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Starts a plain HTTP request to another URL of the host (an NFC upload), with the same
+    /// TLS trust (thumbprint pin) and session cookie as the SOAP calls. Not counted as a round
+    /// trip; send errors are explained by [`map_send_error`](Self::map_send_error).
+    pub fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        let cookie_header = self.cookie_header();
+        if cookie_header.is_empty() {
+            request
+        } else {
+            request.header(reqwest::header::COOKIE, cookie_header)
+        }
+    }
+
     /// Sends one SOAP request and classifies the answer.
     ///
     /// With `detach`, the elements at its path go to it while the response is parsed instead of
@@ -315,14 +338,7 @@ impl Transport {
         detach: Option<&mut dyn Detach>,
     ) -> Result<Reply, EsxiError> {
         let body = envelope(method, inner);
-        let cookie_header = {
-            let cookies = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
-            cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
+        let cookie_header = self.cookie_header();
         let soap_action = self
             .soap_action
             .lock()
@@ -407,7 +423,7 @@ impl Transport {
     }
 
     /// Explains a failed request: a thumbprint problem if the verifier saw one, else the chain.
-    fn map_send_error(&self, e: &reqwest::Error) -> EsxiError {
+    pub fn map_send_error(&self, e: &reqwest::Error) -> EsxiError {
         if let Some(state) = &self.trust {
             let seen = state
                 .seen
