@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{EnvSecret, FileSecret, Inventory, Power, SecretRef};
+use crate::cloudinit::{CloudInitConfig, UserDataInput, user_data};
+use crate::host::Firmware;
+use crate::ipam;
+use crate::manifest::{DEFAULT_GUEST_ID, EnvSecret, FileSecret, Inventory, Power, SecretRef};
 use crate::secret::Secret;
 
 /// How to reach a host. Holds a reference to the password, never the password.
@@ -101,6 +104,39 @@ pub struct DesiredVm {
     pub datastore_declared: bool,
     #[serde(flatten)]
     pub config: VmSettings,
+    /// How each adapter gets its address (`None`: DHCP), in adapter order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addressing: Vec<Option<ipam::Request>>,
+    /// What the guest is told at first boot; the planner completes it into
+    /// `config.cloud_init` once addresses are allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitRequest>,
+}
+
+/// The parts of a VM's cloud-init configuration that come straight from its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitRequest {
+    pub hostname: String,
+    pub ssh_authorized_keys: Vec<String>,
+    /// The merged user-data (cloud-config).
+    pub user_data: String,
+}
+
+/// A template as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredTemplate {
+    pub name: String,
+    pub host: String,
+    /// `[datastore] path.vmdk`
+    pub disk: String,
+    pub guest_id: String,
+    pub firmware: Firmware,
+    pub cpu: u32,
+    pub memory_mib: u64,
+    /// Default size of disk 0 in bytes; `None`: the template disk's own size.
+    pub disk_size: Option<u64>,
 }
 
 /// The settings of a VM that ceso keeps as declared. Also written (as JSON) to the VM's
@@ -121,6 +157,15 @@ pub struct VmSettings {
     #[serde(skip_serializing, default)]
     pub power: Power,
     pub protect: bool,
+    /// The template disk 0 was copied from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Boot firmware (from the template); `None`: the host's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+    /// What cloud-init is told, addresses included (filled by the planner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitConfig>,
 }
 
 /// Everything the operator declared, ready for the planner.
@@ -128,6 +173,10 @@ pub struct VmSettings {
 pub struct DesiredState {
     pub hosts: BTreeMap<String, DesiredHost>,
     pub vms: BTreeMap<String, DesiredVm>,
+    #[serde(default)]
+    pub templates: BTreeMap<String, DesiredTemplate>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, ipam::Pool>,
 }
 
 impl DesiredState {
@@ -155,31 +204,115 @@ impl DesiredState {
                 (host.name.clone(), desired)
             })
             .collect();
+        let templates: BTreeMap<String, DesiredTemplate> = inventory
+            .templates
+            .values()
+            .map(|template| {
+                let spec = &template.spec;
+                let desired = DesiredTemplate {
+                    name: template.name.clone(),
+                    host: spec.host.clone(),
+                    disk: spec.disk.clone(),
+                    guest_id: spec.guest_id.clone(),
+                    firmware: spec.firmware,
+                    cpu: spec.cpu,
+                    memory_mib: spec.memory.mib(),
+                    disk_size: spec.disk_size.map(|s| s.bytes()),
+                };
+                (template.name.clone(), desired)
+            })
+            .collect();
+        let pools = inventory
+            .pools
+            .values()
+            .filter_map(|pool| {
+                crate::manifest::parse_pool(&pool.name, &pool.spec)
+                    .ok()
+                    .map(|p| (pool.name.clone(), p))
+            })
+            .collect();
         let vms = inventory
             .vms
             .values()
             .filter_map(|vm| {
                 let spec = &vm.spec;
                 let host = hosts.get(&spec.host)?;
-                let networks = match &spec.networks {
-                    None => vec![host.network.clone()],
-                    Some(list) => list
-                        .iter()
-                        .map(|n| n.port_group.clone().unwrap_or_else(|| host.network.clone()))
-                        .collect(),
-                };
+                let template = spec.template.as_ref().and_then(|t| templates.get(t));
+                let declared_networks = spec
+                    .networks
+                    .clone()
+                    .unwrap_or_else(|| vec![Default::default()]);
+                let networks = declared_networks
+                    .iter()
+                    .map(|n| n.port_group.clone().unwrap_or_else(|| host.network.clone()))
+                    .collect();
+                let addressing: Vec<Option<ipam::Request>> = declared_networks
+                    .iter()
+                    .map(|n| match n.ip.as_deref().map(str::trim) {
+                        None => None,
+                        Some("auto") => n.pool.clone().map(|pool| ipam::Request::Auto { pool }),
+                        Some(text) => {
+                            crate::manifest::parse_interface_address(text)
+                                .ok()
+                                .map(|address| ipam::Request::Static {
+                                    address,
+                                    pool: n.pool.clone(),
+                                })
+                        }
+                    })
+                    .collect();
+                let mut disks: Vec<u64> = spec.disks.iter().map(|d| d.size.bytes()).collect();
+                if let Some(template) = template
+                    && disks.is_empty()
+                {
+                    // 0: the template disk's own size, known only once the host is observed.
+                    disks.push(template.disk_size.unwrap_or(0));
+                }
+                let wants_cloud_init = spec.cloud_init.is_some()
+                    || template.is_some()
+                    || addressing.iter().any(Option::is_some);
+                let cloud_init = wants_cloud_init.then(|| {
+                    let section = spec.cloud_init.clone().unwrap_or_default();
+                    let hostname = section.hostname.clone().unwrap_or_else(|| vm.name.clone());
+                    let input = UserDataInput {
+                        hostname: &hostname,
+                        users: &section.users,
+                        packages: &section.packages,
+                        extra: section.user_data.as_ref(),
+                    };
+                    CloudInitRequest {
+                        user_data: user_data(&input).unwrap_or_default(),
+                        ssh_authorized_keys: inventory
+                            .ssh_keys
+                            .get(&vm.name)
+                            .cloned()
+                            .unwrap_or_default(),
+                        hostname,
+                    }
+                });
                 let config = VmSettings {
-                    cpu: spec.cpu,
-                    memory_mib: spec.memory.mib(),
-                    guest_id: spec.guest_id.clone(),
+                    cpu: spec.cpu.or(template.map(|t| t.cpu)).unwrap_or(1),
+                    memory_mib: spec
+                        .memory
+                        .map(|m| m.mib())
+                        .or(template.map(|t| t.memory_mib))
+                        .unwrap_or(4),
+                    guest_id: spec
+                        .guest_id
+                        .clone()
+                        .or(template.map(|t| t.guest_id.clone()))
+                        .unwrap_or_else(|| DEFAULT_GUEST_ID.to_owned()),
                     datastore: spec
                         .datastore
                         .clone()
                         .unwrap_or_else(|| host.datastore.clone()),
-                    disks: spec.disks.iter().map(|d| d.size.bytes()).collect(),
+                    disks,
                     networks,
                     power: spec.power,
                     protect: spec.protect,
+                    template: template.map(|t| t.name.clone()),
+                    firmware: template.map(|t| t.firmware),
+                    cloud_init: None,
                 };
                 Some((
                     vm.name.clone(),
@@ -188,10 +321,17 @@ impl DesiredState {
                         host: spec.host.clone(),
                         datastore_declared: spec.datastore.is_some(),
                         config,
+                        addressing,
+                        cloud_init,
                     },
                 ))
             })
             .collect();
-        DesiredState { hosts, vms }
+        DesiredState {
+            hosts,
+            vms,
+            templates,
+            pools,
+        }
     }
 }

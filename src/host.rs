@@ -112,8 +112,20 @@ pub struct ObservedNic {
     pub adapter: String,
 }
 
-/// The boot firmware of a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The boot firmware of a VM: `bios` or `efi`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {
     Bios,

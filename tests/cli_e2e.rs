@@ -3,116 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use support::inventory::{Inventory, PASSWORD_ENV, Run, wait_for};
 use support::{Simulator, find_vm, list_vms, soap_query};
-
-const PASSWORD_ENV: &str = "CESO_E2E_PASSWORD";
-
-/// An inventory directory (plus state file) pointed at a simulator.
-struct Inventory {
-    dir: tempfile::TempDir,
-}
-
-impl Inventory {
-    fn new(sim: &Simulator, vms: &str) -> Self {
-        Self::with_host(sim, vms, &format!("thumbprint: \"{}\"", sim.thumbprint))
-    }
-
-    fn with_host(sim: &Simulator, vms: &str, trust: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let hosts = format!(
-            "apiVersion: ceso/v1\nkind: Host\nmetadata: {{ name: esxi-01 }}\nspec:\n  address: {}\n  {trust}\n  username: {}\n  password: {{ env: {PASSWORD_ENV} }}\n  datastore: {}\n  network: VM Network\n",
-            sim.url, sim.user, sim.datastore
-        );
-        std::fs::create_dir(dir.path().join("inventory")).unwrap();
-        std::fs::write(dir.path().join("inventory/hosts.yaml"), hosts).unwrap();
-        let inventory = Self { dir };
-        inventory.set_vms(vms);
-        inventory
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("inventory")
-    }
-
-    fn set_vms(&self, vms: &str) {
-        std::fs::write(self.path().join("vms.yaml"), vms).unwrap();
-    }
-
-    fn command(&self, sim: &Simulator, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ceso"));
-        command
-            .args(args)
-            .env(PASSWORD_ENV, &sim.password)
-            .env("CESO_STATE", self.dir.path().join("state.redb"))
-            .env("NO_COLOR", "1")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// Starts `ceso apply DIR --auto-approve` plus `extra` in the background and returns once
-    /// the simulator has received `count` calls of `method` (so the run is mid-way).
-    fn apply_in_background(
-        &self,
-        sim: &Simulator,
-        extra: &[&str],
-        method: &str,
-        count: u64,
-    ) -> std::process::Child {
-        let path = self.path().display().to_string();
-        let mut args = vec!["apply", path.as_str(), "--auto-approve"];
-        args.extend_from_slice(extra);
-        let child = self
-            .command(sim, &args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(Duration::from_secs(30), || {
-            sim.method_count(method) >= count
-        });
-        child
-    }
-
-    /// Runs ceso with `args`, `DIR` replaced by the inventory path.
-    fn ceso(&self, sim: &Simulator, args: &[&str]) -> Run {
-        let path = self.path().display().to_string();
-        let args: Vec<&str> = args
-            .iter()
-            .map(|a| if *a == "DIR" { path.as_str() } else { a })
-            .collect();
-        Run(self.command(sim, &args).output().unwrap())
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code(),
-            code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-}
 
 fn vm(name: &str, cpu: u32, memory: &str, power: &str, extra: &str) -> String {
     format!(
@@ -461,17 +356,6 @@ fn a_second_apply_is_refused_while_the_lock_is_held() {
     assert_eq!(managed_names(&sim), vec!["slow-01"]);
 }
 
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "condition not met within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn killing_apply_mid_run_loses_nothing_and_the_next_apply_converges() {
     let sim = Simulator::builder()
@@ -683,55 +567,6 @@ fn an_expired_session_is_renewed_transparently() {
         sim.stats()
     );
     inv.ceso(&sim, &["plan", "DIR"]).expect(0);
-}
-
-#[test]
-fn the_example_inventory_plans_and_applies() {
-    let sim = Simulator::start();
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("inventory");
-    std::fs::create_dir(&inventory).unwrap();
-    for entry in
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory")).unwrap()
-    {
-        let entry = entry.unwrap();
-        let mut text = std::fs::read_to_string(entry.path()).unwrap();
-        if entry.file_name() == "hosts.yaml" {
-            text = text
-                .lines()
-                .map(|l| {
-                    if l.trim_start().starts_with("address:") {
-                        format!("  address: {}", sim.url)
-                    } else if l.trim_start().starts_with("thumbprint:") {
-                        format!("  thumbprint: \"{}\"", sim.thumbprint)
-                    } else {
-                        l.to_owned()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-        }
-        std::fs::write(inventory.join(entry.file_name()), text).unwrap();
-    }
-    let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_ceso"))
-            .args(args)
-            .arg(&inventory)
-            .env("ESXI_PASSWORD", &sim.password)
-            .env("CESO_STATE", dir.path().join("state.redb"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        Run(output)
-    };
-    run(&["plan"]).expect(2);
-    run(&["apply", "--auto-approve"]).expect(0);
-    assert_eq!(managed_names(&sim), vec!["db-01", "web-01", "web-02"]);
-    assert_eq!(
-        find_vm(&sim, "db-01").unwrap().disk_capacities,
-        vec![40 << 30, 100 << 30]
-    );
-    run(&["plan"]).expect(0);
 }
 
 /// Runs ceso on a pseudo-terminal (util-linux `script`), typing `answer` at the prompt.

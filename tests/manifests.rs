@@ -60,7 +60,7 @@ fn the_examples_are_valid() {
     assert_eq!(inventory.hosts.len(), 1);
     assert_eq!(
         inventory.vms.keys().collect::<Vec<_>>(),
-        ["db-01", "web-01", "web-02"]
+        ["app-01", "db-01", "web-01", "web-02"]
     );
 }
 
@@ -102,7 +102,7 @@ spec: { host: esxi-01, cpu: 0, memory: 6MiB }
         vec![
             "vms.yaml:5:9 VirtualMachine/web-01 spec.host: unknown host \"esxi-02\"",
             "vms.yaml:15:11 VirtualMachine/web-02 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`",
+            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`",
             "vms.yaml:28:19 VirtualMachine/web-01 metadata.name: duplicate VirtualMachine name \"web-01\"",
         ]
     );
@@ -212,8 +212,8 @@ spec:
         problems(dir.path()),
         vec![
             "vm.yaml:7:11 VirtualMachine/web-01 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`",
-            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`",
+            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`",
+            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`",
             "vm.yaml:12:7 VirtualMachine/web-01 spec.disks[0].type: unknown field `type`, expected `size`",
         ]
     );
@@ -223,7 +223,7 @@ spec:
         .map(|d| d.hint.as_deref().expect("every diagnostic has a hint"))
         .collect();
     assert!(
-        hints[1].starts_with("fields allowed here: `host`, `cpu`"),
+        hints[1].starts_with("fields allowed here: `host`, `template`, `cpu`"),
         "{hints:?}"
     );
     assert!(hints[2].starts_with("did you mean `power`?"), "{hints:?}");
@@ -481,11 +481,16 @@ fn every_example_carries_the_schema_line_and_validates_against_the_schema() {
     assert!(!files.is_empty());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
+        let depth = file.components().count() - 1;
+        let schema_line = format!(
+            "# yaml-language-server: $schema={}schemas/ceso-v1.schema.json",
+            "../".repeat(depth)
+        );
         assert!(
             text.lines()
                 .next()
                 .unwrap_or_default()
-                .starts_with("# yaml-language-server: $schema=../../schemas/ceso-v1.schema.json"),
+                .starts_with(&schema_line),
             "{} lacks the yaml-language-server schema line",
             file.display()
         );
@@ -514,4 +519,185 @@ fn the_schema_rejects_what_the_loader_rejects() {
         "spec": { "address": "https://h", "username": "root", "password": { "env": "X" }, "datastore": "d", "network": "n", "colour": 1 }
     });
     assert!(!validator.is_valid(&unknown));
+}
+
+const TEMPLATE_AND_POOL: &str = "apiVersion: ceso/v1
+kind: Template
+metadata: { name: ubuntu }
+spec:
+  host: esxi-01
+  disk: \"[datastore1] ubuntu/disk-0.vmdk\"
+  guestId: ubuntu64Guest
+  firmware: efi
+  cpu: 2
+  memory: 2GiB
+---
+apiVersion: ceso/v1
+kind: IpPool
+metadata: { name: lan }
+spec:
+  cidr: 192.168.1.0/24
+  gateway: 192.168.1.1
+  ranges: [ { start: 192.168.1.100, end: 192.168.1.199 } ]
+";
+
+#[test]
+fn a_vm_from_a_template_with_cloud_init_and_a_pool_address_is_valid() {
+    let vm = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec:
+  host: esxi-01
+  template: ubuntu
+  networks:
+    - { ip: auto, pool: lan }
+    - { portGroup: Storage, ip: 10.0.5.20/24 }
+  cloudInit:
+    hostname: web-01.lab.example
+    sshAuthorizedKeys:
+      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIWfxi9EhUErF4Znpc9LrcYBH89qZmCdIn6o6EZ/NlyP ops@lab
+      - { file: ops.pub }
+    users: [ default, { name: deploy, groups: sudo } ]
+    packages: [nginx]
+    userData: { runcmd: [ [systemctl, enable, nginx] ] }
+";
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("base.yaml", TEMPLATE_AND_POOL),
+        ("vm.yaml", vm),
+        (
+            "ops.pub",
+            "# the ops team\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvQk2m9rZc7cI3yWmWlq5pN8r0xKQv3ZQ2x3sTgT9tP ops@b\n",
+        ),
+    ]);
+    assert_eq!(problems(dir.path()), Vec::<String>::new());
+    let (inventory, _) = load_inventory(dir.path());
+    assert_eq!(
+        inventory.ssh_keys["web-01"].len(),
+        2,
+        "the file's key is read"
+    );
+}
+
+#[test]
+fn template_cloud_init_and_address_mistakes_are_reported_at_their_place() {
+    let vm = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec:
+  host: esxi-01
+  template: ubuntoo
+  networks:
+    - { ip: auto }
+    - { ip: 10.0.5.20 }
+    - { ip: auto, pool: wan }
+  cloudInit:
+    hostname: web_01
+    sshAuthorizedKeys: [ \"not a key\", { file: missing.pub } ]
+    users: [ { name: bob, plain_text_passwd: hunter2 } ]
+    userData:
+      write_files: [ { path: /root/.ssh/id_rsa, content: \"-----BEGIN OPENSSH PRIVATE KEY-----\" } ]
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: bare-01 }
+spec:
+  host: esxi-01
+";
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("base.yaml", TEMPLATE_AND_POOL),
+        ("vm.yaml", vm),
+    ]);
+    let found = problems(dir.path());
+    let expected_fields = [
+        "VirtualMachine/web-01 spec.template: unknown template \"ubuntoo\"",
+        "VirtualMachine/web-01 spec.networks[0].pool: `ip: auto` needs the pool",
+        "VirtualMachine/web-01 spec.networks[1].ip: invalid ip \"10.0.5.20\"",
+        "VirtualMachine/web-01 spec.networks[2].pool: unknown IP pool \"wan\"",
+        "VirtualMachine/web-01 spec.cloudInit.hostname: \"web_01\" is not a valid host name",
+        "VirtualMachine/web-01 spec.cloudInit.sshAuthorizedKeys[0]: not an OpenSSH public key",
+        "VirtualMachine/web-01 spec.cloudInit.sshAuthorizedKeys[1].file: cannot read public key file",
+        "VirtualMachine/web-01 spec.cloudInit.users[0].plain_text_passwd: users[0].plain_text_passwd: manifests must not hold passwords",
+        "VirtualMachine/web-01 spec.cloudInit.userData.write_files[0].content: a private key in a manifest",
+        "VirtualMachine/bare-01 spec.cpu: missing field `cpu`",
+        "VirtualMachine/bare-01 spec.memory: missing field `memory`",
+    ];
+    for expected in expected_fields {
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "missing {expected:?} in {found:#?}"
+        );
+    }
+    assert!(
+        !found
+            .iter()
+            .any(|p| p.contains("hunter2") || p.contains("BEGIN OPENSSH")),
+        "secrets are never echoed: {found:#?}"
+    );
+}
+
+#[test]
+fn pool_mistakes_are_reported_at_their_place() {
+    let pools = "apiVersion: ceso/v1
+kind: IpPool
+metadata: { name: lan }
+spec:
+  cidr: 192.168.1.5/24
+  gateway: 192.168.2.1
+  nameservers: [dns.example]
+  ranges: [ { start: 192.168.1.200, end: 192.168.1.100 } ]
+  reservations: [ 10.0.0.1 ]
+---
+apiVersion: ceso/v1
+kind: IpPool
+metadata: { name: other }
+spec:
+  cidr: not-a-cidr
+---
+apiVersion: ceso/v1
+kind: IpPool
+metadata: { name: lab }
+spec:
+  cidr: 10.1.0.0/16
+---
+apiVersion: ceso/v1
+kind: IpPool
+metadata: { name: lab-small }
+spec:
+  cidr: 10.1.2.0/24
+";
+    let dir = write_inventory(&[("hosts.yaml", HOST), ("pools.yaml", pools)]);
+    let found = problems(dir.path());
+    for expected in [
+        "pools.yaml:7:17 IpPool/lan spec.nameservers[0]: invalid nameserver \"dns.example\"",
+        "pools.yaml:15:9 IpPool/other spec.cidr: invalid cidr \"not-a-cidr\"",
+    ] {
+        assert!(
+            found.contains(&expected.to_owned()),
+            "missing {expected:?} in {found:#?}"
+        );
+    }
+    // Once values parse, the pool rules apply (the first pool's other problems are reported when
+    // its nameserver is fixed), and overlapping pools are named together.
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("IpPool/lab") && p.contains("lab-small")),
+        "{found:#?}"
+    );
+    let fixed = pools.replace("[dns.example]", "[192.168.1.1]");
+    let dir = write_inventory(&[("hosts.yaml", HOST), ("pools.yaml", &fixed)]);
+    let found = problems(dir.path());
+    for field in [
+        "spec.cidr:",
+        "spec.gateway:",
+        "spec.ranges[0]",
+        "spec.reservations[0]:",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with("pools.yaml:") && p.contains(&format!("IpPool/lan {field}"))),
+            "missing {field} in {found:#?}"
+        );
+    }
 }

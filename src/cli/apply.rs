@@ -11,12 +11,16 @@ use super::connect::{Hosts, TASK_TIMEOUT, connect, disconnect, make_plan, observ
 use super::plan::print_plan;
 use super::{CommandError, Outcome};
 use crate::apply::{ApplyHook, DEFAULT_PARALLELISM, execute};
+use crate::cloudinit::CloudInitConfig;
 use crate::diagnostic::has_errors;
 use crate::host::HostOp;
 use crate::plan::{
-    CREATE_VM, PLAN_FORMAT_VERSION, Plan, PlanOptions, Step, stale_reasons, structure_problems,
+    CREATE_VM, DEFAULT_GUEST_IP_TIMEOUT_SECS, PLAN_FORMAT_VERSION, Plan, PlanOptions, Step,
+    stale_reasons, structure_problems,
 };
-use crate::state::{LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
+use crate::state::{
+    AddressRecord, LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord,
+};
 
 /// Arguments of `ceso apply`.
 #[derive(Debug, Args)]
@@ -32,9 +36,18 @@ pub struct ApplyArgs {
     /// How many steps may run at the same time.
     #[arg(long, default_value_t = DEFAULT_PARALLELISM as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+    /// How long to wait for a new VM's guest to report its declared IP address (VMware Tools).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
+    pub guest_ip_timeout: u64,
+    /// Apply only the changes of this resource (`VirtualMachine/NAME`); set by `ceso vm`.
+    #[arg(skip)]
+    pub only: Option<String>,
+    /// Set once steps started running (so a caller knows whether anything may have changed).
+    #[arg(skip)]
+    pub steps_ran: Cell<bool>,
 }
 
-pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError> {
+pub async fn run(args: &ApplyArgs, state: &Path) -> Result<Outcome, CommandError> {
     let store = StateStore::open(state)?;
     let holder = LockHolder {
         run_id: new_run_id(),
@@ -50,7 +63,7 @@ pub async fn run(args: ApplyArgs, state: &Path) -> Result<Outcome, CommandError>
             stale.run_id, stale.pid, stale.hostname
         );
     }
-    let result = plan_and_execute(&args, &store, &holder).await;
+    let result = plan_and_execute(args, &store, &holder).await;
     if let Err(e) = store.release_apply_lock(lock) {
         eprintln!("warning: could not release the apply lock: {e}");
     }
@@ -84,12 +97,36 @@ async fn plan_and_execute(
                 "make the plan with pruning: `ceso plan DIR --prune --out FILE`",
             ));
         }
-        let plan = read_saved_plan(&args.path)?;
+        let mut plan = read_saved_plan(&args.path)?;
         refuse_reapplied(&plan, store)?;
+        for step in &mut plan.steps {
+            if let HostOp::WaitForGuestIp { timeout_secs, .. } = &mut step.op {
+                *timeout_secs = args.guest_ip_timeout;
+            }
+        }
         let hosts = connect(&plan.hosts).await?;
         (plan, hosts)
     } else {
-        make_plan(&args.path, &PlanOptions { prune: args.prune }).await?
+        let options = PlanOptions {
+            prune: args.prune,
+            recorded_addresses: store
+                .addresses()?
+                .iter()
+                .map(AddressRecord::holding)
+                .collect(),
+            guest_ip_timeout_secs: args.guest_ip_timeout,
+        };
+        let (mut plan, hosts) = make_plan(&args.path, &options).await?;
+        if let Some(address) = &args.only {
+            let others = plan.restrict_to(address);
+            if others > 0 {
+                eprintln!(
+                    "note: {others} other resource(s) of the inventory have pending changes; they are not applied now (`ceso plan {}` shows them)",
+                    args.path.display()
+                );
+            }
+        }
+        (plan, hosts)
     };
     let result = review_and_run(saved, &plan, &hosts, args, store, holder).await;
     disconnect(&hosts).await;
@@ -276,6 +313,7 @@ async fn run_steps(
     store: &StateStore,
     holder: &LockHolder,
 ) -> Result<Outcome, CommandError> {
+    args.steps_ran.set(true);
     let mut run = RunRecord::running(holder, plan, args.path.display().to_string());
     store.save_run(&run)?;
     println!("\nApplying plan {} (run {}).", plan.plan_id, run.run_id);
@@ -365,6 +403,59 @@ impl AuditHook<'_> {
     }
 }
 
+impl AuditHook<'_> {
+    /// Keeps the state file's IP allocations in step with what a successful step did to a VM.
+    fn track_addresses(&self, step: &Step) {
+        let vm = step
+            .resource
+            .strip_prefix("VirtualMachine/")
+            .unwrap_or(&step.resource);
+        let result = match &step.op {
+            HostOp::CreateVm { spec } => spec.cloud_init.as_ref().map(|c| {
+                self.store
+                    .record_addresses(vm, &address_records(vm, step, c, self.run_id))
+            }),
+            HostOp::ReconfigureVm { spec, .. } => spec.cloud_init.as_ref().map(|c| {
+                self.store
+                    .record_addresses(vm, &address_records(vm, step, c, self.run_id))
+            }),
+            HostOp::DestroyVm { .. } => Some(self.store.release_addresses(vm)),
+            _ => None,
+        };
+        if let Some(Err(e)) = result {
+            eprintln!("error: state file: recording the IP addresses of {vm}: {e}");
+            self.audit_failed.set(true);
+        }
+    }
+}
+
+/// The static addresses a cloud-init configuration gives a VM, as state records.
+fn address_records(
+    vm: &str,
+    step: &Step,
+    config: &CloudInitConfig,
+    run_id: &str,
+) -> Vec<AddressRecord> {
+    config
+        .interfaces
+        .iter()
+        .enumerate()
+        .filter_map(|(nic, interface)| {
+            let cidr = interface.address.as_ref()?;
+            let net: ipnet::Ipv4Net = cidr.parse().ok()?;
+            Some(AddressRecord {
+                vm: vm.to_owned(),
+                host: step.host.clone(),
+                nic,
+                address: net.addr(),
+                cidr: cidr.clone(),
+                pool: interface.pool.clone(),
+                run_id: run_id.to_owned(),
+            })
+        })
+        .collect()
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -388,6 +479,7 @@ impl ApplyHook for AuditHook<'_> {
                 duration_ms: millis(duration),
             },
         );
+        self.track_addresses(step);
     }
 
     fn step_failed(&self, step: &Step, duration: Duration, error: &str) {

@@ -8,8 +8,10 @@ use super::CommandError;
 use crate::desired::{DesiredState, HostConnection};
 use crate::esxi::{ConnectOptions, EsxiClient};
 use crate::host::Host;
+use crate::ipam::Holding;
 use crate::manifest::{Inventory, load_valid_inventory};
 use crate::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
+use crate::state::{AddressRecord, StateStore};
 
 /// How long one host task may take before ceso gives up waiting.
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -80,6 +82,19 @@ pub async fn observe(hosts: &Hosts) -> Result<ObservedState, CommandError> {
             .map_err(|e| CommandError::new(format!("observing host {name}: {e}")))
     });
     futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// The IP addresses recorded in the state file, if there is one (planning never creates it).
+pub fn recorded_addresses(state: &Path) -> Result<Vec<Holding>, CommandError> {
+    if !state.exists() {
+        return Ok(vec![]);
+    }
+    let store = StateStore::open(state)?;
+    Ok(store
+        .addresses()?
+        .iter()
+        .map(AddressRecord::holding)
+        .collect())
 }
 
 /// A fresh plan id and time.

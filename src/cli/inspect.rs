@@ -443,7 +443,7 @@ fn close_names<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .into_iter()
         .filter_map(|candidate| {
             let lower = candidate.to_lowercase();
-            let distance = edit_distance(&wanted, &lower);
+            let distance = strsim::levenshtein(&wanted, &lower);
             let related = !wanted.is_empty()
                 && (lower.contains(&wanted) || (lower.len() >= 3 && wanted.contains(&lower)));
             (distance <= limit || related).then_some((distance, candidate))
@@ -451,21 +451,6 @@ fn close_names<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .collect();
     scored.sort();
     scored.into_iter().take(5).map(|(_, name)| name).collect()
-}
-
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// Everything `ceso vm info` shows (also its JSON).

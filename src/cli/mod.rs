@@ -3,9 +3,14 @@
 mod apply;
 mod audit;
 mod connect;
+mod files;
+mod inspect;
+mod ip;
 mod plan;
 mod schema;
+mod template;
 mod validate;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +46,35 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Write the JSON Schema of the manifests.
     Schema(schema::SchemaArgs),
+    /// Create, list, inspect and delete VMs (the manifest is written into the inventory).
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Import templates (the disks VMs are made from).
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// IP address management: pools and the addresses in use.
+    #[command(subcommand)]
+    Ip(ip::IpCommand),
+}
+
+/// `ceso template ...`
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Import an OVA (e.g. Ubuntu's cloud image) onto a host and write its Template manifest.
+    Import(template::TemplateImportArgs),
+}
+
+/// `ceso vm ...`
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Write a VM's manifest into the inventory, then plan and apply just that VM.
+    Create(vm::VmCreateArgs),
+    /// Delete a VM and its disks, remove its manifest and release its IP addresses.
+    Delete(vm::VmDeleteArgs),
+    /// Every VM of every host: power, cpu, memory, address, and whether ceso manages it.
+    List(inspect::VmListArgs),
+    /// One VM in detail: hardware, disks, adapters, decoded cloud-init (secrets redacted).
+    Info(inspect::VmInfoArgs),
 }
 
 /// The outcome of a command, mapped to an exit code in [`run`].
@@ -148,10 +182,16 @@ pub fn run() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
-        Command::Plan(args) => plan::run(args).await,
-        Command::Apply(args) => apply::run(args, &cli.state).await,
+        Command::Plan(args) => plan::run(args, &cli.state).await,
+        Command::Apply(args) => apply::run(&args, &cli.state).await,
         Command::Audit(command) => audit::run(command, &cli.state),
         Command::Schema(args) => schema::run(args),
+        Command::Vm(VmCommand::Create(args)) => vm::create(args, &cli.state).await,
+        Command::Vm(VmCommand::Delete(args)) => vm::delete(args, &cli.state).await,
+        Command::Vm(VmCommand::List(args)) => inspect::list(args).await,
+        Command::Vm(VmCommand::Info(args)) => inspect::info(args).await,
+        Command::Template(TemplateCommand::Import(args)) => template::import(args).await,
+        Command::Ip(command) => ip::run(command, &cli.state).await,
     }
 }
 

@@ -1,10 +1,10 @@
 //! `ceso plan DIR`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::connect::{disconnect, make_plan};
+use super::connect::{disconnect, make_plan, recorded_addresses};
 use super::{CommandError, Outcome};
 use crate::diagnostic::has_errors;
 use crate::plan::{Plan, PlanOptions, render};
@@ -25,8 +25,13 @@ pub struct PlanArgs {
     pub prune: bool,
 }
 
-pub async fn run(args: PlanArgs) -> Result<Outcome, CommandError> {
-    let (plan, hosts) = make_plan(&args.path, &PlanOptions { prune: args.prune }).await?;
+pub async fn run(args: PlanArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let options = PlanOptions {
+        prune: args.prune,
+        recorded_addresses: recorded_addresses(state)?,
+        ..PlanOptions::default()
+    };
+    let (plan, hosts) = make_plan(&args.path, &options).await?;
     disconnect(&hosts).await;
     print_plan(&plan, args.json);
     if has_errors(&plan.diagnostics) {

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
-use super::connect::{connect, disconnect, load_inventory};
+use super::connect::{connect, disconnect};
+use super::files::write_atomically;
 use super::{CommandError, Outcome, SCHEMA_FILE};
 use crate::desired::DesiredState;
 use crate::esxi::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
-use crate::manifest::{API_VERSION, Document, Metadata, Size, TemplateSpec};
+use crate::manifest::{
+    API_VERSION, Document, MAX_VM_NAME, Metadata, Size, TemplateSpec, is_valid_name, name_rule,
+};
 
-/// Longest template name (a VM name on the host).
-const MAX_NAME: usize = 80;
 /// How often progress lines are printed when stderr is not a terminal.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const MIB: u64 = 1 << 20;
@@ -53,7 +54,19 @@ pub async fn import(args: TemplateImportArgs) -> Result<Outcome, CommandError> {
             args.file.display()
         )));
     }
-    let inventory = load_inventory(&args.inventory)?;
+    // Only the Host must be valid: VMs may already name the template being imported.
+    let (inventory, diagnostics) = crate::manifest::load_inventory(&args.inventory);
+    let host_address = format!("Host/{}", args.host);
+    let host_problems: Vec<_> = diagnostics
+        .into_iter()
+        .filter(|d| {
+            d.is_error()
+                && (d.resource.as_deref() == Some(host_address.as_str()) || d.resource.is_none())
+        })
+        .collect();
+    if !host_problems.is_empty() {
+        return Err(CommandError::Diagnostics(host_problems));
+    }
     let Some(host) = inventory.hosts.get(&args.host) else {
         let known: Vec<&str> = inventory.hosts.keys().map(String::as_str).collect();
         return Err(CommandError::with_hint(
@@ -149,20 +162,13 @@ pub async fn import(args: TemplateImportArgs) -> Result<Outcome, CommandError> {
 
 /// The same rule as `metadata.name` of a Template manifest.
 fn check_name(name: &str) -> Result<(), CommandError> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let valid_edges = name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if name.is_empty() || name.len() > MAX_NAME || !valid_chars || !valid_edges {
-        return Err(CommandError::with_hint(
-            format!("invalid template name {name:?}"),
-            format!(
-                "use 1 to {MAX_NAME} letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-            ),
-        ));
+    if is_valid_name(name, MAX_VM_NAME) {
+        return Ok(());
     }
-    Ok(())
+    Err(CommandError::with_hint(
+        format!("invalid template name {name:?}"),
+        name_rule(MAX_VM_NAME),
+    ))
 }
 
 /// An import error with what to do about it.
@@ -252,24 +258,6 @@ fn schema_path_from(dir: &Path) -> Option<String> {
                 .is_file()
                 .then(|| format!("{}schemas/{SCHEMA_FILE}", "../".repeat(depth)))
         })
-}
-
-/// Writes through a hidden temporary file (never read as a manifest) and a rename.
-fn write_atomically(path: &Path, text: &str) -> Result<(), CommandError> {
-    let failed =
-        |e: std::io::Error| CommandError::new(format!("cannot write {}: {e}", path.display()));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(failed)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text).map_err(failed)?;
-    std::fs::rename(&temporary, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        failed(e)
-    })
 }
 
 fn print_summary(

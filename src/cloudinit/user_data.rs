@@ -218,6 +218,7 @@ fn redact(value: &mut Yaml) {
         Yaml::Mapping(mapping) => redact_mapping(mapping),
         Yaml::Sequence(items) => items.iter_mut().for_each(redact),
         Yaml::Tagged(tagged) => redact(&mut tagged.value),
+        Yaml::String(text) if text.contains("PRIVATE KEY") => *value = REDACTED.into(),
         _ => {}
     }
 }

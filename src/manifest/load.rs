@@ -9,11 +9,11 @@ use serde_path_to_error::Segment;
 
 use super::positions::{FieldPositions, index_documents};
 use super::schema::schema_problems;
-use super::types::{API_VERSION, Document, HostSpec, VirtualMachineSpec};
+use super::types::{API_VERSION, Document, HostSpec, IpPoolSpec, TemplateSpec, VirtualMachineSpec};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 
 /// The kinds this release understands.
-pub const KINDS: [&str; 2] = ["Host", "VirtualMachine"];
+pub const KINDS: [&str; 4] = ["Host", "VirtualMachine", "Template", "IpPool"];
 
 /// One resource as written, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,8 @@ impl<S> Resource<S> {
 pub struct Documents {
     pub hosts: Vec<Resource<HostSpec>>,
     pub vms: Vec<Resource<VirtualMachineSpec>>,
+    pub templates: Vec<Resource<TemplateSpec>>,
+    pub pools: Vec<Resource<IpPoolSpec>>,
     /// The manifest files read, in order.
     pub files: Vec<PathBuf>,
     /// Documents that could not be read (already reported): references to them are not
@@ -278,26 +280,10 @@ fn load_document(
         address: &address,
     };
     match kind.as_deref() {
-        Some(kind @ "Host") => {
-            if !ctx.schema_pass(kind, &value, diagnostics) {
-                return false;
-            }
-            let Some(resource) = ctx.typed::<HostSpec>(value, diagnostics) else {
-                return false;
-            };
-            out.hosts.push(resource);
-            true
-        }
-        Some(kind @ "VirtualMachine") => {
-            if !ctx.schema_pass(kind, &value, diagnostics) {
-                return false;
-            }
-            let Some(resource) = ctx.typed::<VirtualMachineSpec>(value, diagnostics) else {
-                return false;
-            };
-            out.vms.push(resource);
-            true
-        }
+        Some(kind @ "Host") => ctx.load(kind, value, &mut out.hosts, diagnostics),
+        Some(kind @ "VirtualMachine") => ctx.load(kind, value, &mut out.vms, diagnostics),
+        Some(kind @ "Template") => ctx.load(kind, value, &mut out.templates, diagnostics),
+        Some(kind @ "IpPool") => ctx.load(kind, value, &mut out.pools, diagnostics),
         Some(other) => {
             diagnostics.push(
                 Diagnostic::error(format!("unknown kind {other:?}"))
@@ -328,6 +314,27 @@ struct DocumentContext<'a> {
 }
 
 impl DocumentContext<'_> {
+    /// Runs both passes for a document of `kind` and adds the resource to `into`; false when
+    /// the document had to be left out.
+    fn load<S: DeserializeOwned>(
+        &self,
+        kind: &str,
+        value: serde_yaml::Value,
+        into: &mut Vec<Resource<S>>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> bool {
+        if !self.schema_pass(kind, &value, diagnostics) {
+            return false;
+        }
+        match self.typed::<S>(value, diagnostics) {
+            Some(resource) => {
+                into.push(resource);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Checks the document against its kind's JSON schema and reports every problem found;
     /// true when there is none (the typed pass then catches what the schema cannot say).
     fn schema_pass(

@@ -14,7 +14,11 @@ pub use positions::FieldPositions;
 pub use schema::manifest_schema;
 pub use size::{Size, SizeError};
 pub use types::{
-    API_VERSION, DiskSpec, Document, EnvSecret, FileSecret, HostSpec, Metadata, NetworkSpec, Power,
-    SecretRef, VirtualMachineSpec,
+    API_VERSION, CloudInitSpec, DEFAULT_GUEST_ID, DescribedReservation, DiskSpec, Document,
+    EnvSecret, FileSecret, Firmware, HostSpec, IpPoolSpec, IpRangeSpec, Metadata, NetworkSpec,
+    Power, ReservationSpec, SecretRef, SshKeySource, TemplateSpec, VirtualMachineSpec,
 };
-pub use validate::{Inventory, load_inventory, load_valid_inventory};
+pub use validate::{
+    Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_valid_inventory, name_rule,
+};
+pub(crate) use validate::{parse_interface_address, parse_pool};

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::size::Size;
 use super::types::{
-    API_VERSION, DiskSpec, Document, EnvSecret, FileSecret, HostSpec, Metadata, NetworkSpec, Power,
-    VirtualMachineSpec,
+    API_VERSION, DiskSpec, Document, EnvSecret, FileSecret, HostSpec, IpPoolSpec, Metadata,
+    NetworkSpec, Power, TemplateSpec, VirtualMachineSpec,
 };
 
 /// The schema of one manifest document of any kind (`oneOf`, told apart by `kind`).
@@ -25,6 +25,11 @@ pub fn manifest_schema() -> Value {
             "VirtualMachine",
             generator.subschema_for::<Document<VirtualMachineSpec>>(),
         ),
+        (
+            "Template",
+            generator.subschema_for::<Document<TemplateSpec>>(),
+        ),
+        ("IpPool", generator.subschema_for::<Document<IpPoolSpec>>()),
     ];
     let mut definitions: Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();
@@ -44,6 +49,13 @@ pub fn manifest_schema() -> Value {
             properties["apiVersion"] =
                 json!({ "const": API_VERSION, "description": "Always ceso/v1." });
         }
+        if kind == "VirtualMachine"
+            && let Some(spec) = definitions.get_mut("VirtualMachineSpec")
+        {
+            // Without a template, cpu and memory must be declared.
+            spec["if"] = json!({ "not": { "required": ["template"] } });
+            spec["then"] = json!({ "required": ["cpu", "memory"] });
+        }
         let renamed = document_definition(kind);
         if let Some(definition) = definitions.remove(&name) {
             definitions.insert(renamed.clone(), definition);
@@ -54,7 +66,7 @@ pub fn manifest_schema() -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://ceso.dev/schemas/ceso-v1.schema.json",
         "title": "ceso manifest (apiVersion ceso/v1)",
-        "description": "One YAML document of a ceso inventory: a Host or a VirtualMachine.",
+        "description": "One YAML document of a ceso inventory: a Host, VirtualMachine, Template or IpPool.",
         "oneOf": one_of,
         "$defs": definitions,
     })
@@ -428,24 +440,15 @@ fn closest<'a>(name: &str, allowed: &'a [String]) -> Option<&'a str> {
     let lower = name.to_lowercase();
     allowed
         .iter()
-        .map(|candidate| (edit_distance(&lower, &candidate.to_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                strsim::levenshtein(&lower, &candidate.to_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= 2.min(candidate.len() / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// A value as serde names it in "invalid type" messages.
@@ -547,14 +550,13 @@ mod tests {
     fn every_problem_of_a_document_is_found() {
         let vm = json!({
             "apiVersion": "ceso/v1", "kind": "VirtualMachine", "metadata": { "name": "a" },
-            "spec": { "host": "h", "memory": "4GB", "powr": "on", "disks": [{ "size": 20, "type": "thin" }] }
+            "spec": { "cpu": 1, "memory": "4GB", "powr": "on", "disks": [{ "size": 20, "type": "thin" }] }
         });
         let mut found = problems("VirtualMachine", vm);
         found.sort();
         assert_eq!(
             found,
             vec![
-                ("spec.cpu".into(), true, "missing field `cpu`".into()),
                 (
                     "spec.disks[0].size".into(),
                     false,
@@ -565,6 +567,7 @@ mod tests {
                     true,
                     "unknown field `type`, expected `size`".into()
                 ),
+                ("spec.host".into(), true, "missing field `host`".into()),
                 (
                     "spec.memory".into(),
                     false,
@@ -573,7 +576,7 @@ mod tests {
                 (
                     "spec.powr".into(),
                     true,
-                    "unknown field `powr`, expected one of `host`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`".into()
+                    "unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`".into()
                 ),
             ]
         );
@@ -600,8 +603,10 @@ mod tests {
     }
 
     /// The keywords the kind validators (compiled as draft 7) read exactly as draft 2020-12 does.
-    const SHARED_KEYWORDS: [&str; 20] = [
+    const SHARED_KEYWORDS: [&str; 22] = [
         "$defs",
+        "if",
+        "then",
         "$id",
         "$ref",
         "$schema",

@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::size::Size;
+pub use crate::host::Firmware;
 
 /// The only API version this release understands.
 pub const API_VERSION: &str = "ceso/v1";
@@ -19,7 +20,7 @@ pub const API_VERSION: &str = "ceso/v1";
 pub struct Document<S> {
     /// Always `ceso/v1`.
     pub api_version: String,
-    /// The kind of resource: `Host` or `VirtualMachine`.
+    /// The kind of resource: `Host`, `VirtualMachine`, `Template` or `IpPool`.
     pub kind: String,
     pub metadata: Metadata,
     pub spec: S,
@@ -110,17 +111,25 @@ pub struct HostSpec {
 }
 
 /// `kind: VirtualMachine` — a VM ceso creates and keeps as declared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualMachineSpec {
     /// Name of the `Host` resource the VM lives on.
     pub host: String,
-    /// Number of virtual CPUs.
-    pub cpu: u32,
-    /// Memory, a multiple of 4MiB, e.g. `4GiB`.
-    pub memory: Size,
-    /// Virtual disks in order; they can grow but never shrink in place.
-    #[serde(default)]
+    /// Name of a `Template`: disk 0 is a copy of the template's disk, and cpu, memory,
+    /// guestId, firmware and disk 0's size default to the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Number of virtual CPUs. Required without a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Memory, a multiple of 4MiB, e.g. `4GiB`. Required without a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Size")]
+    pub memory: Option<Size>,
+    /// Virtual disks in order; they can grow but never shrink in place. With a template, disk 0
+    /// is the template's copy (omitted: the template's `diskSize`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<DiskSpec>,
     /// Network adapters in order. Omitted: one adapter on the host's default network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,15 +137,20 @@ pub struct VirtualMachineSpec {
     /// Desired power state.
     #[serde(default)]
     pub power: Power,
-    /// vSphere guest OS identifier, e.g. `ubuntu64Guest`.
-    #[serde(default = "default_guest_id")]
-    pub guest_id: String,
+    /// vSphere guest OS identifier, e.g. `ubuntu64Guest`. Omitted: the template's, or
+    /// `otherGuest64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_id: Option<String>,
     /// Datastore for the VM's files. Omitted: the host's default datastore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datastore: Option<String>,
     /// `true`: ceso never deletes or replaces this VM.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub protect: bool,
+    /// First-boot configuration of the guest by cloud-init (through VMware guestinfo). A VM made
+    /// from a template, or with an `ip` on an adapter, gets it even when this is omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init: Option<CloudInitSpec>,
 }
 
 /// One virtual disk.
@@ -148,12 +162,139 @@ pub struct DiskSpec {
 }
 
 /// One network adapter (vmxnet3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Port group name. Omitted: the host's default network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_group: Option<String>,
+    /// `auto` (an address from `pool`), or a static address with prefix length such as
+    /// `192.168.1.100/24`. Omitted: DHCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The `IpPool` to take the address from (`ip: auto`), or whose gateway and DNS servers a
+    /// static address uses (omitted: the pool whose network contains the address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+/// What cloud-init sets up in the guest at first boot.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudInitSpec {
+    /// Host name of the guest. Omitted: the VM's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// SSH public keys for the image's default user (e.g. `ubuntu`): a key, or
+    /// `{ file: path }` (relative to the manifest file; every key line of the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_authorized_keys: Vec<SshKeySource>,
+    /// cloud-config `users` entries, as cloud-init documents them (list `default` to keep the
+    /// image's default user). Passwords are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<serde_json::Value>,
+    /// Packages to install at first boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Free-form cloud-config merged into what ceso generates (lists such as `runcmd` are
+    /// appended). Passwords are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
+}
+
+/// An SSH public key, written inline or read from a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SshKeySource {
+    /// The key itself, e.g. `ssh-ed25519 AAAA... ops@example`.
+    Inline(String),
+    /// `{ file: path }`: a public key file such as `~/.ssh/id_ed25519.pub`.
+    File(FileSecret),
+}
+
+/// `kind: Template` — a disk on a host that VMs are made from (imported with
+/// `ceso template import`), and the defaults for those VMs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Name of the `Host` resource whose datastore holds the disk.
+    pub host: String,
+    /// The source disk, e.g. `"[datastore1] ubuntu-24.04/ubuntu-24.04.vmdk"`.
+    pub disk: String,
+    /// vSphere guest OS identifier of the image, e.g. `ubuntu64Guest`.
+    #[serde(default = "default_guest_id")]
+    pub guest_id: String,
+    /// Boot firmware the image needs: `bios` or `efi`.
+    #[serde(default = "default_firmware")]
+    pub firmware: Firmware,
+    /// Default number of virtual CPUs of VMs made from it.
+    pub cpu: u32,
+    /// Default memory of VMs made from it.
+    pub memory: Size,
+    /// Default size of disk 0 of VMs made from it. Omitted: the size of the template disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Size")]
+    pub disk_size: Option<Size>,
+}
+
+/// `kind: IpPool` — an IPv4 subnet and the addresses ceso may hand out in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpPoolSpec {
+    /// The subnet, e.g. `192.168.1.0/24`.
+    pub cidr: String,
+    /// Default gateway, e.g. `192.168.1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// DNS servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// DNS search domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_domains: Vec<String>,
+    /// Where `ip: auto` addresses come from (inclusive ranges). Omitted: the pool serves only
+    /// static addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<IpRangeSpec>,
+    /// Addresses ceso never hands out (used by something outside ceso).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservations: Vec<ReservationSpec>,
+}
+
+/// An inclusive address range, e.g. `{ start: 192.168.1.100, end: 192.168.1.199 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpRangeSpec {
+    pub start: String,
+    pub end: String,
+}
+
+/// A reserved address: `192.168.1.10`, or `{ address: 192.168.1.10, note: printer }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ReservationSpec {
+    Address(String),
+    Described(DescribedReservation),
+}
+
+/// `{ address: 192.168.1.10, note: printer }`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribedReservation {
+    pub address: String,
+    /// What uses the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ReservationSpec {
+    /// The reserved address as written.
+    pub fn address(&self) -> &str {
+        match self {
+            ReservationSpec::Address(address) => address,
+            ReservationSpec::Described(described) => &described.address,
+        }
+    }
 }
 
 /// Desired power state: `on` or `off` (YAML 1.1 booleans `true`/`false` are accepted too).
@@ -221,8 +362,15 @@ impl JsonSchema for Power {
     }
 }
 
+/// The guest OS identifier of a VM that declares none and has no template.
+pub const DEFAULT_GUEST_ID: &str = "otherGuest64";
+
 fn default_guest_id() -> String {
-    "otherGuest64".to_owned()
+    DEFAULT_GUEST_ID.to_owned()
+}
+
+fn default_firmware() -> Firmware {
+    Firmware::Bios
 }
 
 fn is_false(value: &bool) -> bool {

@@ -2,12 +2,20 @@
 //! [`Inventory`].
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use ipnet::Ipv4Net;
+
 use super::load::{Documents, Resource, read_documents};
-use super::types::{EnvSecret, FileSecret, HostSpec, SecretRef, VirtualMachineSpec};
+use super::types::{
+    EnvSecret, FileSecret, HostSpec, IpPoolSpec, SecretRef, SshKeySource, TemplateSpec,
+    VirtualMachineSpec,
+};
+use crate::cloudinit::{UserDataError, UserDataInput, user_data};
 use crate::diagnostic::{Diagnostic, SourceLocation, has_errors};
 use crate::esxi::{EsxiError, is_loopback, normalize_address, normalize_thumbprint};
+use crate::ipam;
 
 /// Largest number of virtual CPUs ESXi allows a VM.
 pub const MAX_CPU: u32 = 768;
@@ -23,6 +31,10 @@ pub const MAX_VM_NAME: usize = 80;
 pub struct Inventory {
     pub hosts: BTreeMap<String, Resource<HostSpec>>,
     pub vms: BTreeMap<String, Resource<VirtualMachineSpec>>,
+    pub templates: BTreeMap<String, Resource<TemplateSpec>>,
+    pub pools: BTreeMap<String, Resource<IpPoolSpec>>,
+    /// The SSH public keys of each VM's `cloudInit`, files already read, by VM name.
+    pub ssh_keys: BTreeMap<String, Vec<String>>,
 }
 
 /// Loads and validates the inventory at `path`. The inventory is only usable when the returned
@@ -44,8 +56,26 @@ pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
     for vm in std::mem::take(&mut documents.vms) {
         insert_unique("VirtualMachine", vm, &mut inventory.vms, &mut diagnostics);
     }
+    for template in std::mem::take(&mut documents.templates) {
+        insert_unique(
+            "Template",
+            template,
+            &mut inventory.templates,
+            &mut diagnostics,
+        );
+    }
+    for pool in std::mem::take(&mut documents.pools) {
+        insert_unique("IpPool", pool, &mut inventory.pools, &mut diagnostics);
+    }
+    for template in inventory.templates.values() {
+        check_template(template, &inventory.hosts, &documents, &mut diagnostics);
+    }
+    check_pools(&inventory.pools, &mut diagnostics);
     for vm in inventory.vms.values() {
-        check_vm(vm, &inventory.hosts, &documents, &mut diagnostics);
+        let keys = check_vm(vm, &inventory, &documents, &mut diagnostics);
+        if !keys.is_empty() {
+            inventory.ssh_keys.insert(vm.name.clone(), keys);
+        }
     }
     diagnostics.sort_by(|a, b| a.location.cmp(&b.location));
     (inventory, diagnostics)
@@ -131,20 +161,30 @@ impl<S> Checker<'_, S> {
     }
 }
 
-fn check_name<S>(check: &mut Checker<'_, S>, max: usize) {
-    let name = check.resource.name.clone();
+/// Whether `name` is a valid resource name of at most `max` characters.
+pub fn is_valid_name(name: &str, max: usize) -> bool {
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     let valid_edges = name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if name.is_empty() || name.len() > max || !valid_chars || !valid_edges {
+    !name.is_empty() && name.len() <= max && valid_chars && valid_edges
+}
+
+/// What a valid name looks like, for hints.
+pub fn name_rule(max: usize) -> String {
+    format!(
+        "use 1 to {max} letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    )
+}
+
+fn check_name<S>(check: &mut Checker<'_, S>, max: usize) {
+    let name = check.resource.name.clone();
+    if !is_valid_name(&name, max) {
         check.error(
             "metadata.name",
             format!("invalid name {name:?}"),
-            format!(
-                "use 1 to {max} letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-            ),
+            name_rule(max),
         );
     }
 }
@@ -274,12 +314,86 @@ fn check_address(check: &mut Checker<'_, HostSpec>) -> Option<reqwest::Url> {
 
 const THUMBPRINT_HINT: &str = "write the SHA-256 fingerprint of the host certificate as printed by `echo | openssl s_client -connect HOST:443 2>/dev/null | openssl x509 -noout -fingerprint -sha256`";
 
+/// Reports a reference to a `kind` resource that does not exist (unless its document failed).
+fn check_reference<S, T>(
+    check: &mut Checker<'_, S>,
+    field: &str,
+    kind: &str,
+    name: &str,
+    known: &BTreeMap<String, T>,
+    documents: &Documents,
+) -> bool {
+    if known.contains_key(name) {
+        return true;
+    }
+    // A document that failed is reported there, not again by everything that refers to it.
+    if documents.has_failed(kind, name) {
+        return false;
+    }
+    let (singular, plural) = match kind {
+        "Host" => ("host", "hosts"),
+        "Template" => ("template", "templates"),
+        "IpPool" => ("IP pool", "IP pools"),
+        _ => (kind, kind),
+    };
+    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    let mut hint = if names.is_empty() {
+        format!("declare a `kind: {kind}` document for it")
+    } else {
+        format!("declared {plural}: {}", names.join(", "))
+    };
+    if let Some(failed) = documents.unidentified_failure(kind) {
+        hint.push_str(&format!(
+            "; it may be the document at {} that could not be read",
+            failed.location
+        ));
+    }
+    check.error(field, format!("unknown {singular} {name:?}"), hint);
+    false
+}
+
+fn check_cpu<S>(check: &mut Checker<'_, S>, field: &str, cpu: u32) {
+    if cpu == 0 || cpu > MAX_CPU {
+        check.error(
+            field,
+            format!("cpu {cpu} is out of range"),
+            format!("use 1 to {MAX_CPU}"),
+        );
+    }
+}
+
+fn check_memory<S>(check: &mut Checker<'_, S>, field: &str, memory: super::Size) {
+    let mib = memory.mib();
+    if mib < 4 || !mib.is_multiple_of(4) || memory.bytes() != mib << 20 {
+        check.error(
+            field,
+            format!("memory {memory} is not a multiple of 4MiB"),
+            "ESXi allocates memory in 4MiB steps, e.g. 512MiB or 4GiB",
+        );
+    }
+}
+
+fn check_guest_id<S>(check: &mut Checker<'_, S>, field: &str, guest_id: &str) {
+    if guest_id.is_empty()
+        || !guest_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        check.error(
+            field,
+            format!("invalid guestId {guest_id:?}"),
+            "use a vSphere guest OS identifier such as ubuntu64Guest or otherGuest64",
+        );
+    }
+}
+
+/// Checks a VM; returns its SSH public keys (files read).
 fn check_vm(
     vm: &Resource<VirtualMachineSpec>,
-    hosts: &BTreeMap<String, Resource<HostSpec>>,
+    inventory: &Inventory,
     documents: &Documents,
     diagnostics: &mut Vec<Diagnostic>,
-) {
+) -> Vec<String> {
     let mut check = Checker {
         resource: vm,
         address: format!("VirtualMachine/{}", vm.name),
@@ -287,36 +401,54 @@ fn check_vm(
     };
     check_name(&mut check, MAX_VM_NAME);
     let spec = &vm.spec;
-    // A host whose document failed is reported there, not again by every VM on it.
-    if !hosts.contains_key(&spec.host) && !documents.has_failed("Host", &spec.host) {
-        let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
-        let mut hint = if known.is_empty() {
-            "declare a `kind: Host` document for it".to_owned()
-        } else {
-            format!("declared hosts: {}", known.join(", "))
-        };
-        if let Some(failed) = documents.unidentified_failure("Host") {
-            hint.push_str(&format!(
-                "; it may be the document at {} that could not be read",
-                failed.location
-            ));
-        }
-        check.error("spec.host", format!("unknown host {:?}", spec.host), hint);
-    }
-    if spec.cpu == 0 || spec.cpu > MAX_CPU {
+    check_reference(
+        &mut check,
+        "spec.host",
+        "Host",
+        &spec.host,
+        &inventory.hosts,
+        documents,
+    );
+    let template = spec.template.as_ref().and_then(|name| {
+        check_reference(
+            &mut check,
+            "spec.template",
+            "Template",
+            name,
+            &inventory.templates,
+            documents,
+        )
+        .then(|| &inventory.templates[name])
+    });
+    if let Some(template) = template
+        && template.spec.host != spec.host
+    {
         check.error(
-            "spec.cpu",
-            format!("cpu {} is out of range", spec.cpu),
-            format!("use 1 to {MAX_CPU}"),
+            "spec.template",
+            format!(
+                "template {:?} is on host {:?}, the VM on host {:?}",
+                template.name, template.spec.host, spec.host
+            ),
+            "a template disk is copied on its own host: import the image on this VM's host too (`ceso template import FILE --name NAME --host HOST`)",
         );
     }
-    let memory = spec.memory.mib();
-    if memory < 4 || !memory.is_multiple_of(4) {
-        check.error(
-            "spec.memory",
-            format!("memory {} is not a multiple of 4MiB", spec.memory),
-            "ESXi allocates memory in 4MiB steps, e.g. 512MiB or 4GiB",
-        );
+    match spec.cpu {
+        Some(cpu) => check_cpu(&mut check, "spec.cpu", cpu),
+        None if spec.template.is_none() => check.error(
+            "spec",
+            "missing field `cpu`",
+            "declare `cpu` (or a `template`, whose cpu is the default)",
+        ),
+        None => {}
+    }
+    match spec.memory {
+        Some(memory) => check_memory(&mut check, "spec.memory", memory),
+        None if spec.template.is_none() => check.error(
+            "spec",
+            "missing field `memory`",
+            "declare `memory` (or a `template`, whose memory is the default)",
+        ),
+        None => {}
     }
     if spec.disks.len() > MAX_DISKS {
         check.error(
@@ -334,30 +466,57 @@ fn check_vm(
             );
         }
         for (index, network) in networks.iter().enumerate() {
+            let field = |name: &str| format!("spec.networks[{index}].{name}");
             if network
                 .port_group
                 .as_deref()
                 .is_some_and(|p| p.trim().is_empty())
             {
                 check.error(
-                    &format!("spec.networks[{index}].portGroup"),
+                    &field("portGroup"),
                     "port group name is empty",
                     "name a port group of the host, or omit it for the host's default network",
                 );
             }
+            if let Some(pool) = &network.pool {
+                check_reference(
+                    &mut check,
+                    &field("pool"),
+                    "IpPool",
+                    pool,
+                    &inventory.pools,
+                    documents,
+                );
+            }
+            match network.ip.as_deref().map(str::trim) {
+                None => {
+                    if network.pool.is_some() {
+                        check.error(
+                            &field("ip"),
+                            "a pool is named but no `ip`",
+                            "write `ip: auto` to take an address from the pool",
+                        );
+                    }
+                }
+                Some("auto") => {
+                    if network.pool.is_none() {
+                        check.error(
+                            &field("pool"),
+                            "`ip: auto` needs the pool to take the address from",
+                            "add `pool: NAME` naming an IpPool",
+                        );
+                    }
+                }
+                Some(text) => {
+                    if let Err(hint) = parse_interface_address(text) {
+                        check.error(&field("ip"), format!("invalid ip {text:?}"), hint);
+                    }
+                }
+            }
         }
     }
-    if spec.guest_id.is_empty()
-        || !spec
-            .guest_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        check.error(
-            "spec.guestId",
-            format!("invalid guestId {:?}", spec.guest_id),
-            "use a vSphere guest OS identifier such as ubuntu64Guest or otherGuest64",
-        );
+    if let Some(guest_id) = &spec.guest_id {
+        check_guest_id(&mut check, "spec.guestId", guest_id);
     }
     if spec
         .datastore
@@ -368,6 +527,354 @@ fn check_vm(
             "spec.datastore",
             "datastore is empty",
             "omit it to use the host's default datastore",
+        );
+    }
+    let Some(cloud_init) = &spec.cloud_init else {
+        return vec![];
+    };
+    let hostname = cloud_init.hostname.as_deref().unwrap_or(&vm.name);
+    if let Err(reason) = check_hostname(hostname) {
+        let field = if cloud_init.hostname.is_some() {
+            "spec.cloudInit.hostname"
+        } else {
+            "metadata.name"
+        };
+        check.error(
+            field,
+            format!("{hostname:?} is not a valid host name: {reason}"),
+            "use letters, digits and '-' in dot-separated labels of at most 63 characters, e.g. web-01 or web-01.lab.example",
+        );
+    }
+    for (index, package) in cloud_init.packages.iter().enumerate() {
+        if package.trim().is_empty() || package.contains(char::is_whitespace) {
+            check.error(
+                &format!("spec.cloudInit.packages[{index}]"),
+                format!("invalid package name {package:?}"),
+                "one package name per entry, e.g. nginx",
+            );
+        }
+    }
+    for (path, value) in [("users", serde_json::Value::from(cloud_init.users.clone()))]
+        .into_iter()
+        .chain(cloud_init.user_data.clone().map(|v| ("userData", v)))
+    {
+        if let Some(inner) = private_key_path(&value) {
+            check.error(
+                &format!("spec.cloudInit.{path}{inner}"),
+                "a private key in a manifest: manifests live in git and private keys never belong there",
+                "remove it; give the guest only public keys (`sshAuthorizedKeys`), and generate host or deploy keys in the guest",
+            );
+        }
+    }
+    let input = UserDataInput {
+        hostname,
+        users: &cloud_init.users,
+        packages: &cloud_init.packages,
+        extra: cloud_init.user_data.as_ref(),
+    };
+    if let Err(error) = user_data(&input) {
+        let (field, hint) = match &error {
+            UserDataError::Password { path } => (
+                format!("spec.cloudInit.{path}"),
+                "remove the password; log in with `sshAuthorizedKeys`",
+            ),
+            UserDataError::ExtraNotMapping { .. } => (
+                "spec.cloudInit.userData".to_owned(),
+                "write cloud-config keys, e.g. `userData: { runcmd: [...] }`",
+            ),
+            UserDataError::NotAList { key, .. } | UserDataError::Conflict { key, .. } => (
+                format!("spec.cloudInit.userData.{key}"),
+                "see docs/templates-and-cloud-init.md for how userData is merged",
+            ),
+            UserDataError::Yaml(_) => ("spec.cloudInit".to_owned(), "simplify userData"),
+        };
+        check.error(&field, error.to_string(), hint);
+    }
+    let base = vm.file.parent().unwrap_or(Path::new("."));
+    let mut keys = Vec::new();
+    for (index, source) in cloud_init.ssh_authorized_keys.iter().enumerate() {
+        let field = format!("spec.cloudInit.sshAuthorizedKeys[{index}]");
+        match source {
+            SshKeySource::Inline(key) => match check_public_key(key) {
+                Ok(()) => keys.push(key.trim().to_owned()),
+                Err(reason) => check.error(&field, reason, SSH_KEY_HINT),
+            },
+            SshKeySource::File(FileSecret { file }) => {
+                match read_public_keys(&base.join(expand_home(file))) {
+                    Ok(found) => keys.extend(found),
+                    Err(reason) => check.error(&format!("{field}.file"), reason, SSH_KEY_HINT),
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The path (`[1].content`) of the first string in `value` that holds a private key.
+fn private_key_path(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains("PRIVATE KEY") => Some(String::new()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| private_key_path(item).map(|rest| format!("[{i}]{rest}"))),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(key, item)| private_key_path(item).map(|rest| format!(".{key}{rest}"))),
+        _ => None,
+    }
+}
+
+const SSH_KEY_HINT: &str = "give a public key (`ssh-ed25519 AAAA... comment`) or the `.pub` file of a key pair, e.g. `{ file: ~/.ssh/id_ed25519.pub }`";
+
+/// `~/x` as a path under the home directory.
+fn expand_home(path: &Path) -> std::path::PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Whether a line looks like an OpenSSH public key (`type base64 [comment]`). Never echoes the
+/// text: a private key pasted by mistake must not end up in a log.
+fn check_public_key(key: &str) -> Result<(), String> {
+    let key = key.trim();
+    if key.contains("PRIVATE KEY") {
+        return Err("this is a private key: never put a private key in a manifest".to_owned());
+    }
+    let mut fields = key.split_whitespace();
+    let kind = fields.next().unwrap_or_default();
+    let body = fields.next().unwrap_or_default();
+    let known_kind = kind.starts_with("ssh-")
+        || kind.starts_with("ecdsa-sha2-")
+        || kind.starts_with("sk-ssh-")
+        || kind.starts_with("sk-ecdsa-");
+    let base64_body = body.len() >= 16
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+    if known_kind && base64_body {
+        Ok(())
+    } else {
+        Err("not an OpenSSH public key".to_owned())
+    }
+}
+
+/// The key lines of a public key file (blank lines and `#` comments skipped).
+fn read_public_keys(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read public key file {}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        check_public_key(line)
+            .map_err(|reason| format!("{}, line {}: {reason}", path.display(), number + 1))?;
+        keys.push(line.to_owned());
+    }
+    if keys.is_empty() {
+        return Err(format!("{} holds no public key", path.display()));
+    }
+    Ok(keys)
+}
+
+/// Checks an RFC 1123 host name (optionally fully qualified).
+fn check_hostname(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("1 to 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each label has 1 to 63 characters");
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err("only letters, digits and '-'");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label cannot start or end with '-'");
+        }
+    }
+    Ok(())
+}
+
+/// Parses an adapter's static address, `192.168.1.100/24`; the error is a hint.
+pub(crate) fn parse_interface_address(text: &str) -> Result<Ipv4Net, String> {
+    if let Ok(net) = text.parse::<Ipv4Net>() {
+        return Ok(net);
+    }
+    if text.parse::<Ipv4Addr>().is_ok() {
+        return Err(format!(
+            "write the prefix length too, e.g. {text}/24 (or `ip: auto` with a pool)"
+        ));
+    }
+    Err(
+        "write `auto` (with `pool`) or an IPv4 address with prefix length, e.g. 192.168.1.100/24"
+            .to_owned(),
+    )
+}
+
+fn check_template(
+    template: &Resource<TemplateSpec>,
+    hosts: &BTreeMap<String, Resource<HostSpec>>,
+    documents: &Documents,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut check = Checker {
+        resource: template,
+        address: format!("Template/{}", template.name),
+        diagnostics,
+    };
+    check_name(&mut check, MAX_VM_NAME);
+    let spec = &template.spec;
+    check_reference(
+        &mut check,
+        "spec.host",
+        "Host",
+        &spec.host,
+        hosts,
+        documents,
+    );
+    if crate::plan::datastore_of(&spec.disk).is_none_or(str::is_empty)
+        || !spec.disk.ends_with(".vmdk")
+    {
+        check.error(
+            "spec.disk",
+            format!("{:?} is not a datastore path of a disk", spec.disk),
+            "write it as the host shows it, e.g. \"[datastore1] ubuntu-24.04/ubuntu-24.04.vmdk\"",
+        );
+    }
+    check_cpu(&mut check, "spec.cpu", spec.cpu);
+    check_memory(&mut check, "spec.memory", spec.memory);
+    check_guest_id(&mut check, "spec.guestId", &spec.guest_id);
+}
+
+/// One problem with a pool's value: the field and what to say.
+pub(crate) struct PoolProblem {
+    pub field: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Turns a pool manifest into the IPAM model; the problems of values that do not parse.
+pub(crate) fn parse_pool(name: &str, spec: &IpPoolSpec) -> Result<ipam::Pool, Vec<PoolProblem>> {
+    let mut problems = Vec::new();
+    let mut problem = |field: String, message: String, hint: &str| {
+        problems.push(PoolProblem {
+            field,
+            message,
+            hint: hint.to_owned(),
+        })
+    };
+    let network = match spec.cidr.trim().parse::<Ipv4Net>() {
+        Ok(net) => Some(net),
+        Err(_) => {
+            problem(
+                "spec.cidr".into(),
+                format!("invalid cidr {:?}", spec.cidr),
+                "write an IPv4 network with prefix length, e.g. 192.168.1.0/24",
+            );
+            None
+        }
+    };
+    let mut address = |field: String, text: &str| match text.trim().parse::<Ipv4Addr>() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            problem(
+                field,
+                format!("invalid IPv4 address {text:?}"),
+                "write a plain address such as 192.168.1.1",
+            );
+            None
+        }
+    };
+    let gateway = spec
+        .gateway
+        .as_deref()
+        .map(|g| address("spec.gateway".into(), g));
+    let ranges: Vec<Option<ipam::AddressRange>> = spec
+        .ranges
+        .iter()
+        .enumerate()
+        .map(|(i, range)| {
+            let start = address(format!("spec.ranges[{i}].start"), &range.start);
+            let end = address(format!("spec.ranges[{i}].end"), &range.end);
+            Some(ipam::AddressRange {
+                start: start?,
+                end: end?,
+            })
+        })
+        .collect();
+    let reservations: Vec<Option<Ipv4Addr>> = spec
+        .reservations
+        .iter()
+        .enumerate()
+        .map(|(i, r)| address(format!("spec.reservations[{i}]"), r.address()))
+        .collect();
+    let mut nameservers = Vec::new();
+    for (i, server) in spec.nameservers.iter().enumerate() {
+        match server.trim().parse::<IpAddr>() {
+            Ok(ip) => nameservers.push(ip),
+            Err(_) => problem(
+                format!("spec.nameservers[{i}]"),
+                format!("invalid nameserver {server:?}"),
+                "write an IP address such as 192.168.1.1",
+            ),
+        }
+    }
+    for (i, domain) in spec.search_domains.iter().enumerate() {
+        if check_hostname(domain).is_err() {
+            problem(
+                format!("spec.searchDomains[{i}]"),
+                format!("invalid search domain {domain:?}"),
+                "write a DNS domain such as lab.example",
+            );
+        }
+    }
+    let (Some(network), true) = (network, problems.is_empty()) else {
+        return Err(problems);
+    };
+    Ok(ipam::Pool {
+        name: name.to_owned(),
+        network,
+        gateway: gateway.flatten(),
+        nameservers,
+        search: spec.search_domains.clone(),
+        ranges: ranges.into_iter().flatten().collect(),
+        reservations: reservations.into_iter().flatten().collect(),
+    })
+}
+
+fn check_pools(pools: &BTreeMap<String, Resource<IpPoolSpec>>, diagnostics: &mut Vec<Diagnostic>) {
+    let mut parsed = Vec::new();
+    for pool in pools.values() {
+        let mut check = Checker {
+            resource: pool,
+            address: format!("IpPool/{}", pool.name),
+            diagnostics,
+        };
+        check_name(&mut check, 63);
+        match parse_pool(&pool.name, &pool.spec) {
+            Ok(model) => parsed.push(model),
+            Err(problems) => {
+                for problem in problems {
+                    check.error(&problem.field, problem.message, problem.hint);
+                }
+            }
+        }
+    }
+    for error in ipam::check_pools(&parsed) {
+        let Some(pool) = error.pool.as_ref().and_then(|name| pools.get(name)) else {
+            continue;
+        };
+        let field = format!("spec.{}", error.field);
+        diagnostics.push(
+            Diagnostic::error(error.message)
+                .at(Some(pool.locate(&field)))
+                .resource(format!("IpPool/{}", pool.name))
+                .field(field)
+                .hint(error.hint),
         );
     }
 }

@@ -4,17 +4,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::addressing::{applied_settings, assign_addresses};
 use super::fingerprint::host_fingerprints;
 use super::model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
     Summary, UnmanagedVm,
 };
-use crate::desired::{DesiredState, DesiredVm, VmSettings};
+use crate::cloudinit::{CloudInitConfig, METADATA_KEY};
+use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{
     APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, POWER_KEY,
     PROTECT_KEY, PowerState, VmCreateSpec, VmReconfigSpec,
 };
+use crate::ipam::Holding;
 use crate::manifest::{Power, Size};
 
 /// How a create step's description starts (`create VM web-01`).
@@ -26,11 +29,19 @@ const LEFT_ALONE: &str = "left as it is: see the errors below";
 /// What every host looks like now, by host name.
 pub type ObservedState = BTreeMap<String, ObservedHost>;
 
-/// Choices the operator makes on the command line.
+/// How long apply waits, by default, for a new VM's guest to report its declared address.
+pub const DEFAULT_GUEST_IP_TIMEOUT_SECS: u64 = 300;
+
+/// Choices the operator makes on the command line, and what ceso remembers between runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanOptions {
     /// Delete managed VMs that are missing from the manifests (`--prune`).
     pub prune: bool,
+    /// Addresses recorded in the state file (kind `Recorded`), held besides those the hosts show.
+    pub recorded_addresses: Vec<Holding>,
+    /// How long to wait for a guest to report its address; 0 means the default
+    /// ([`DEFAULT_GUEST_IP_TIMEOUT_SECS`]).
+    pub guest_ip_timeout_secs: u64,
 }
 
 /// Identity of the plan being made, supplied by the caller so the planner stays pure.
@@ -49,7 +60,19 @@ pub fn diff(
     options: &PlanOptions,
     meta: PlanMeta,
 ) -> Plan {
-    let mut planner = Planner::default();
+    let mut desired = desired.clone();
+    let addressing = assign_addresses(&mut desired, observed, &options.recorded_addresses);
+    let desired = &desired;
+    let mut planner = Planner {
+        failed_vms: addressing.failed_vms,
+        diagnostics: addressing.diagnostics,
+        templates: desired.templates.clone(),
+        guest_ip_timeout_secs: match options.guest_ip_timeout_secs {
+            0 => DEFAULT_GUEST_IP_TIMEOUT_SECS,
+            secs => secs,
+        },
+        ..Planner::default()
+    };
     for (host_name, host) in &desired.hosts {
         let Some(observed_host) = observed.get(host_name) else {
             planner.diagnostics.push(
@@ -72,18 +95,10 @@ pub fn diff(
         unmanaged,
         mut diagnostics,
         observed: fingerprints,
+        ..
     } = planner;
     diagnostics.sort_by(|a, b| a.resource.cmp(&b.resource));
-    let mut summary = Summary::default();
-    for change in &changes {
-        match change.action {
-            Action::NoOp => {}
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            Action::Replace => summary.replace += 1,
-            Action::Delete => summary.delete += 1,
-        }
-    }
+    let summary = Summary::of(&changes);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         plan_id: meta.plan_id,
@@ -117,6 +132,16 @@ struct Planner {
     unmanaged: Vec<UnmanagedVm>,
     diagnostics: Vec<Diagnostic>,
     observed: ObservedFingerprints,
+    /// VMs with address errors: left alone.
+    failed_vms: BTreeSet<String>,
+    templates: BTreeMap<String, DesiredTemplate>,
+    guest_ip_timeout_secs: u64,
+}
+
+/// The template disk a VM is made from, as found on its host.
+struct TemplateDisk {
+    path: String,
+    capacity_bytes: u64,
 }
 
 fn address(name: &str) -> String {
@@ -153,7 +178,7 @@ impl Planner {
             }
         }
         for vm in vms {
-            if !self.check_host_objects(vm, observed) {
+            if self.failed_vms.contains(&vm.name) || !self.check_host_objects(vm, observed) {
                 self.changes.push(left_alone(vm));
                 continue;
             }
@@ -161,6 +186,11 @@ impl Planner {
                 .get(vm.name.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            let Some((vm, template_disk)) = self.resolve_template(vm, observed, claimed) else {
+                self.changes.push(left_alone(vm));
+                continue;
+            };
+            let vm = &vm;
             match claimed {
                 [] => {
                     if let Some(other) = observed.vms.iter().find(|o| o.name == vm.name) {
@@ -183,10 +213,10 @@ impl Planner {
                         );
                         self.changes.push(left_alone(vm));
                     } else {
-                        self.create(vm);
+                        self.create(vm, template_disk.as_ref());
                     }
                 }
-                [existing] => self.update(vm, existing),
+                [existing] => self.update(vm, existing, template_disk.as_ref()),
                 several => {
                     let named: Vec<String> = several
                         .iter()
@@ -214,6 +244,77 @@ impl Planner {
                 self.orphan(host, name, vm, prune);
             }
         }
+    }
+
+    /// Finds the template disk of a VM made from a template on its host, and sizes disk 0 when
+    /// the manifests leave that to the template. `None` (with a diagnostic) when the VM needs the
+    /// template disk (to be created) and it is missing or larger than disk 0.
+    fn resolve_template(
+        &mut self,
+        vm: &DesiredVm,
+        observed: &ObservedHost,
+        claimed: &[&ObservedVm],
+    ) -> Option<(DesiredVm, Option<TemplateDisk>)> {
+        let mut vm = vm.clone();
+        let Some(template) = vm
+            .config
+            .template
+            .as_ref()
+            .and_then(|name| self.templates.get(name))
+        else {
+            return Some((vm, None));
+        };
+        let found = observed
+            .vms
+            .iter()
+            .flat_map(|o| &o.disks)
+            .find(|disk| disk.file_name == template.disk)
+            .map(|disk| TemplateDisk {
+                path: disk.file_name.clone(),
+                capacity_bytes: disk.capacity_bytes,
+            });
+        let existing = claimed.first().copied();
+        let Some(found) = found else {
+            if let Some(existing) = existing {
+                // The VM exists: its disk 0 no longer depends on the template.
+                if vm.config.disks.first() == Some(&0) {
+                    vm.config.disks[0] = existing.disks.first().map_or(0, |d| d.capacity_bytes);
+                }
+                return Some((vm, None));
+            }
+            self.diagnostics.push(
+                Diagnostic::error(format!(
+                    "the disk {} of template {:?} is not on host {}",
+                    template.disk, template.name, vm.host
+                ))
+                .resource(address(&vm.name))
+                .field("spec.template")
+                .hint(format!(
+                    "import the image with `ceso template import FILE --name {} --host {}`, or correct `disk` in Template/{} (the disk must belong to a VM registered on the host)",
+                    template.name, vm.host, template.name
+                )),
+            );
+            return None;
+        };
+        if vm.config.disks.first() == Some(&0) {
+            vm.config.disks[0] = found.capacity_bytes;
+        }
+        let disk0 = vm.config.disks.first().copied().unwrap_or(0);
+        if existing.is_none() && disk0 < found.capacity_bytes {
+            self.diagnostics.push(
+                Diagnostic::error(format!(
+                    "disk 0 is declared {}, smaller than the {} disk of template {:?}: disks never shrink",
+                    size(disk0),
+                    size(found.capacity_bytes),
+                    template.name
+                ))
+                .resource(address(&vm.name))
+                .field("spec.disks[0].size")
+                .hint(format!("declare at least {}", size(found.capacity_bytes))),
+            );
+            return None;
+        }
+        Some((vm, Some(found)))
     }
 
     /// Checks that the datastore and port groups a VM needs exist; false (with diagnostics) when not.
@@ -280,7 +381,12 @@ impl Planner {
         id
     }
 
-    fn create_steps(&mut self, vm: &DesiredVm, after: Option<usize>) {
+    fn create_steps(
+        &mut self,
+        vm: &DesiredVm,
+        template: Option<&TemplateDisk>,
+        after: Option<usize>,
+    ) {
         let spec = VmCreateSpec {
             name: vm.name.clone(),
             cpu: vm.config.cpu,
@@ -294,13 +400,13 @@ impl Planner {
                 config.insert(POWER_KEY.to_owned(), Power::Off.to_string());
                 config
             },
-            template_disk: None,
-            firmware: None,
-            cloud_init: None,
+            template_disk: template.map(|t| t.path.clone()),
+            firmware: vm.config.firmware,
+            cloud_init: vm.config.cloud_init.clone(),
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {
-            self.vm_step(
+            let powered_on = self.vm_step(
                 vm,
                 "power on",
                 HostOp::PowerOn {
@@ -309,22 +415,54 @@ impl Planner {
                 },
                 Some(created),
             );
+            let addresses = static_addresses(vm.config.cloud_init.as_ref());
+            if !addresses.is_empty() {
+                let description =
+                    format!("wait for {} to report {}", vm.name, addresses.join(", "));
+                let op = HostOp::WaitForGuestIp {
+                    moref: None,
+                    vm: vm.name.clone(),
+                    addresses,
+                    timeout_secs: self.guest_ip_timeout_secs,
+                };
+                self.push_step(&vm.name, &vm.host, description, op, Some(powered_on));
+            }
         }
     }
 
-    fn create(&mut self, vm: &DesiredVm) {
+    fn create(&mut self, vm: &DesiredVm, template: Option<&TemplateDisk>) {
         let c = &vm.config;
-        let mut fields = vec![
+        let mut fields = vec![];
+        if let (Some(name), Some(template)) = (&c.template, template) {
+            fields.push(added("template", format!("{name} ({})", template.path)));
+        }
+        fields.extend([
             added("cpu", c.cpu.to_string()),
             added("memory", size(c.memory_mib << 20)),
             added("guestId", c.guest_id.clone()),
             added("datastore", c.datastore.clone()),
-        ];
+        ]);
+        if let Some(firmware) = c.firmware {
+            fields.push(added("firmware", firmware.to_string()));
+        }
         for (i, disk) in c.disks.iter().enumerate() {
             fields.push(added(&format!("disks[{i}].size"), size(*disk)));
         }
         for (i, network) in c.networks.iter().enumerate() {
             fields.push(added(&format!("networks[{i}].portGroup"), network.clone()));
+        }
+        if let Some(cloud_init) = &c.cloud_init {
+            for (i, interface) in cloud_init.interfaces.iter().enumerate() {
+                fields.push(added(
+                    &format!("networks[{i}].ip"),
+                    interface_text(interface),
+                ));
+            }
+            fields.extend(
+                cloud_init_fields(cloud_init)
+                    .into_iter()
+                    .map(|(field, value)| added(&field, value)),
+            );
         }
         fields.push(added("power", c.power.to_string()));
         if c.protect {
@@ -340,15 +478,17 @@ impl Planner {
             undeclared: false,
             notes: vec![],
         });
-        self.create_steps(vm, None);
+        self.create_steps(vm, template, None);
     }
 
-    fn update(&mut self, declared: &DesiredVm, observed: &ObservedVm) {
+    fn update(
+        &mut self,
+        declared: &DesiredVm,
+        observed: &ObservedVm,
+        template: Option<&TemplateDisk>,
+    ) {
         let vm = &effective(declared, observed);
-        let applied: Option<VmSettings> = observed
-            .extra_config
-            .get(APPLIED_KEY)
-            .and_then(|json| serde_json::from_str(json).ok());
+        let applied: Option<VmSettings> = applied_settings(observed);
         let comparison = compare(&vm.config, observed, applied.as_ref());
         for problem in &comparison.problems {
             self.diagnostics.push(
@@ -388,6 +528,18 @@ impl Planner {
                         .field("spec.protect")
                         .hint("revert the change that forces replacement (see the plan); if losing the VM is intended, first apply `protect: false` on its own, then the change"),
                 );
+            } else if vm.config.template.is_some() && template.is_none() {
+                self.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "VM {} must be re-created, but the disk of its template is not on the host",
+                        vm.name
+                    ))
+                    .resource(address(&vm.name))
+                    .field("spec.template")
+                    .hint("import the template again (`ceso template import`), or revert the change that forces replacement"),
+                );
+                change.action = Action::NoOp;
+                change.notes.push(LEFT_ALONE.to_owned());
             } else {
                 change.power_cycle = running;
                 let mut last = None;
@@ -400,7 +552,7 @@ impl Planner {
                 };
                 let description = format!("destroy VM {} ({})", vm.name, observed.moref);
                 let destroyed = self.push_step(&vm.name, &vm.host, description, destroy, last);
-                self.create_steps(vm, Some(destroyed));
+                self.create_steps(vm, template, Some(destroyed));
             }
             self.changes.push(change);
             return;
@@ -409,6 +561,13 @@ impl Planner {
             .as_ref()
             .is_none_or(|a| !same_settings(a, &vm.config));
         let mut reconfig = comparison.reconfig;
+        if comparison.cloud_init_changed {
+            reconfig.cloud_init = vm.config.cloud_init.clone();
+            change.notes.extend(cloud_init_notes(
+                applied.as_ref().and_then(|a| a.cloud_init.as_ref()),
+                vm.config.cloud_init.as_ref(),
+            ));
+        }
         if needs_settings
             || reconfig != VmReconfigSpec::default()
             || observed.is_protected() != vm.config.protect
@@ -635,6 +794,8 @@ struct Comparison {
     problems: Vec<Problem>,
     reconfig: VmReconfigSpec,
     needs_power_off: bool,
+    /// The guestinfo must be rewritten.
+    cloud_init_changed: bool,
 }
 
 impl Comparison {
@@ -782,6 +943,29 @@ fn compare(
             }
         }
     }
+    if let (Some(applied), Some(want)) = (applied, &desired.template)
+        && applied.template.as_ref() != Some(want)
+    {
+        let before = applied
+            .template
+            .clone()
+            .unwrap_or_else(|| "none".to_owned());
+        out.field("template".into(), Some(before), Some(want.clone()), false)
+            .forces_replacement = true;
+    }
+    if let (Some(have), Some(want)) = (observed.firmware, desired.firmware)
+        && have != want
+    {
+        let drift = unchanged_since_apply(&|s| format!("{:?}", s.firmware));
+        out.field(
+            "firmware".into(),
+            Some(have.to_string()),
+            Some(want.to_string()),
+            drift,
+        )
+        .forces_replacement = true;
+    }
+    compare_cloud_init(&mut out, desired, observed, applied);
     let observed_power = power_word(observed.power);
     if observed_power != desired.power.to_string() {
         let drift = observed.extra_config.get(POWER_KEY) == Some(&desired.power.to_string());
@@ -802,4 +986,126 @@ fn compare(
         );
     }
     out
+}
+
+/// Compares what cloud-init was told (recorded in `ceso.applied`) with what it should be told,
+/// and notices guestinfo removed on the host.
+fn compare_cloud_init(
+    out: &mut Comparison,
+    desired: &VmSettings,
+    observed: &ObservedVm,
+    applied: Option<&VmSettings>,
+) {
+    let Some(want) = &desired.cloud_init else {
+        return;
+    };
+    let before = applied.and_then(|a| a.cloud_init.as_ref());
+    let mut changed = false;
+    let empty = Vec::new();
+    let before_interfaces = before.map_or(&empty, |b| &b.interfaces);
+    for index in 0..want.interfaces.len().max(before_interfaces.len()) {
+        let was = before_interfaces.get(index).map(interface_text);
+        let will = want.interfaces.get(index).map(interface_text);
+        if was != will && will.is_some() {
+            out.field(format!("networks[{index}].ip"), was, will, false);
+            changed = true;
+        }
+    }
+    let before_fields: BTreeMap<String, String> = before
+        .map(cloud_init_fields)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (field, value) in cloud_init_fields(want) {
+        let was = before_fields.get(&field).cloned();
+        if was.as_ref() != Some(&value) {
+            out.field(field, was, Some(value), false);
+            changed = true;
+        }
+    }
+    if !changed && !observed.extra_config.contains_key(METADATA_KEY) {
+        out.field(
+            "cloudInit".into(),
+            Some("missing on the host".into()),
+            Some("guestinfo rewritten".into()),
+            true,
+        );
+        changed = true;
+    }
+    out.cloud_init_changed = changed;
+}
+
+/// How an adapter's address is shown: `192.168.1.100/24 (pool lan)` or `dhcp`.
+fn interface_text(interface: &crate::cloudinit::InterfaceConfig) -> String {
+    match (&interface.address, &interface.pool) {
+        (Some(address), Some(pool)) => format!("{address} (pool {pool})"),
+        (Some(address), None) => address.clone(),
+        (None, _) => "dhcp".to_owned(),
+    }
+}
+
+/// The cloud-init settings shown in a plan (no user-data content: only its digest).
+fn cloud_init_fields(config: &CloudInitConfig) -> Vec<(String, String)> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, config.user_data.as_bytes());
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keys = config.ssh_authorized_keys.len();
+    vec![
+        ("cloudInit.hostname".to_owned(), config.hostname.clone()),
+        (
+            "cloudInit.sshAuthorizedKeys".to_owned(),
+            format!("{keys} key{}", if keys == 1 { "" } else { "s" }),
+        ),
+        (
+            "cloudInit.userData".to_owned(),
+            format!("sha256:{hex} ({} bytes)", config.user_data.len()),
+        ),
+        (
+            "cloudInit.instanceId".to_owned(),
+            config.instance_id.clone(),
+        ),
+    ]
+}
+
+/// What a guestinfo rewrite means for the running guest.
+fn cloud_init_notes(
+    before: Option<&CloudInitConfig>,
+    after: Option<&CloudInitConfig>,
+) -> Vec<String> {
+    let Some(after) = after else {
+        return vec![];
+    };
+    let new_instance = before.is_none_or(|b| b.instance_id != after.instance_id);
+    let mut notes = vec![];
+    if new_instance {
+        notes.push(format!(
+            "guestinfo is rewritten with instance-id {}: cloud-init applies the hostname and network at the guest's next boot (ceso does not reboot it)",
+            after.instance_id
+        ));
+    }
+    if let Some(before) = before
+        && !new_instance
+        && (before.user_data != after.user_data
+            || before.ssh_authorized_keys != after.ssh_authorized_keys)
+    {
+        notes.push(
+            "cloud-init applies user-data and SSH keys once per instance: the running guest does not pick up this change (a new hostname or network, or re-creating the VM, does)".to_owned(),
+        );
+    }
+    notes
+}
+
+/// The static addresses (without prefix length) a guest should report.
+fn static_addresses(config: Option<&CloudInitConfig>) -> Vec<String> {
+    config
+        .map(|c| {
+            c.interfaces
+                .iter()
+                .filter_map(|i| i.address.as_deref())
+                .map(|a| a.split('/').next().unwrap_or(a).to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,12 +1,17 @@
 //! Plans: the model, the pure planner that makes them, and their renderings.
 
+mod addressing;
 mod diff;
 mod fingerprint;
 mod model;
 pub mod render;
 mod stale;
 
-pub use diff::{CREATE_VM, ObservedState, PlanMeta, PlanOptions, datastore_of, diff};
+pub use addressing::{Addressing, applied_settings, assign_addresses, holdings};
+pub use diff::{
+    CREATE_VM, DEFAULT_GUEST_IP_TIMEOUT_SECS, ObservedState, PlanMeta, PlanOptions, datastore_of,
+    diff,
+};
 pub use fingerprint::{VmFingerprint, differences, fingerprint, host_fingerprints};
 pub use model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,

@@ -137,6 +137,21 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts the actions of `changes`.
+    pub fn of(changes: &[ResourceChange]) -> Self {
+        let mut summary = Summary::default();
+        for change in changes {
+            match change.action {
+                Action::NoOp => {}
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Replace => summary.replace += 1,
+                Action::Delete => summary.delete += 1,
+            }
+        }
+        summary
+    }
+
     /// Whether the plan changes anything.
     pub fn has_changes(&self) -> bool {
         self.create + self.update + self.replace + self.delete > 0
@@ -170,6 +185,43 @@ impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         self.summary.has_changes()
+    }
+
+    /// The part of the plan about one resource (`VirtualMachine/web-01`): its change and steps
+    /// (renumbered), the errors about it or about no VM in particular. Returns how many other
+    /// resources had changes that were left out.
+    pub fn restrict_to(&mut self, address: &str) -> usize {
+        let others = self
+            .changes
+            .iter()
+            .filter(|c| c.address != address && c.action != Action::NoOp)
+            .count();
+        self.changes.retain(|c| c.address == address);
+        let mut renumbered = BTreeMap::new();
+        let steps = std::mem::take(&mut self.steps);
+        for mut step in steps.into_iter().filter(|s| s.resource == address) {
+            renumbered.insert(step.id, renumbered.len());
+            step.id = renumbered.len() - 1;
+            // Steps of one resource only depend on steps of the same resource.
+            step.depends_on = step
+                .depends_on
+                .iter()
+                .filter_map(|d| renumbered.get(d).copied())
+                .collect();
+            step.after = step
+                .after
+                .iter()
+                .filter_map(|d| renumbered.get(d).copied())
+                .collect();
+            self.steps.push(step);
+        }
+        self.diagnostics.retain(|d| {
+            d.resource
+                .as_deref()
+                .is_none_or(|r| r == address || !r.starts_with("VirtualMachine/"))
+        });
+        self.summary = Summary::of(&self.changes);
+        others
     }
 }
 

@@ -1,10 +1,11 @@
-//! The embedded state file (redb): the audit log of every apply and the name of the apply lock's
-//! holder. The host is the source of truth for what exists; this file holds history and
+//! The embedded state file (redb): the audit log of every apply, the IP addresses ceso gave
+//! VMs, and the name of the apply lock's holder. The host is the source of truth for what exists; this file holds history and
 //! coordination only. The apply lock itself is an OS file lock on `<state>.lock` (`lock.rs`).
 //!
 //! Every ceso process opens the file in redb's multi-writer mode, so `ceso audit list` works while
 //! an apply runs, and a second apply can read who holds the lock.
 
+mod addresses;
 mod audit;
 mod lock;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{ConcurrencyMode, Database, TableDefinition};
 
+pub use addresses::AddressRecord;
 pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
 pub use lock::{ApplyLock, LockHolder};
 
@@ -73,6 +75,7 @@ impl StateStore {
             txn.open_table(RUNS)?;
             txn.open_table(STEPS)?;
             txn.open_table(LOCKS)?;
+            txn.open_table(addresses::ADDRESSES)?;
             Ok(())
         })?;
         Ok(store)

@@ -56,6 +56,11 @@ impl FakeHost {
         }
     }
 
+    /// What the host looks like now.
+    pub fn observe_now(&self) -> ObservedHost {
+        self.state.borrow().clone()
+    }
+
     fn find(&self, moref: &Option<String>, name: &str) -> Result<usize, FakeError> {
         let state = self.state.borrow();
         state
@@ -151,6 +156,20 @@ impl FakeHost {
                     firmware: spec.firmware,
                     guest_ips: vec![],
                 };
+                let mut vm = vm;
+                if let Some(template) = &spec.template_disk
+                    && let Some(disk) = vm.disks.first_mut()
+                {
+                    // Disk 0 is a copy of the template disk, in the VM's own folder.
+                    assert!(template.ends_with(".vmdk"));
+                    disk.file_name =
+                        format!("[{}] {}/{}.vmdk", spec.datastore, spec.name, spec.name);
+                }
+                if let Some(config) = &spec.cloud_init {
+                    let macs: Vec<String> = vm.nics.iter().map(|n| n.mac_address.clone()).collect();
+                    vm.extra_config
+                        .extend(ceso::cloudinit::guestinfo(config, &macs));
+                }
                 let mut state = self.state.borrow_mut();
                 state.vms.push(vm);
                 state
@@ -209,13 +228,20 @@ impl FakeHost {
                             target.nics.push(ObservedNic {
                                 key,
                                 port_group: port_group.clone(),
+                                mac_address: format!("00:50:56:00:01:{:02x}", target.nics.len()),
                                 ..Default::default()
                             })
                         }
                         NicChange::Remove { key } => target.nics.retain(|n| n.key != *key),
                     }
                 }
-                for (key, value) in &spec.extra_config {
+                let mut entries = spec.extra_config.clone();
+                if let Some(config) = &spec.cloud_init {
+                    let macs: Vec<String> =
+                        target.nics.iter().map(|n| n.mac_address.clone()).collect();
+                    entries.extend(ceso::cloudinit::guestinfo(config, &macs));
+                }
+                for (key, value) in &entries {
                     if value.is_empty() {
                         target.extra_config.remove(key);
                     } else {
@@ -288,7 +314,12 @@ pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> Desire
             networks: vec!["VM Network".into()],
             power,
             protect: false,
+            template: None,
+            firmware: None,
+            cloud_init: None,
         },
+        addressing: vec![],
+        cloud_init: None,
     }
 }
 
@@ -296,6 +327,7 @@ pub fn desired(vms: Vec<DesiredVm>, prune: bool) -> DesiredState {
     DesiredState {
         hosts: BTreeMap::from([("esxi-01".to_owned(), desired_host(prune))]),
         vms: vms.into_iter().map(|vm| (vm.name.clone(), vm)).collect(),
+        ..DesiredState::default()
     }
 }
 
@@ -316,7 +348,10 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost, prune: bool) -> Plan {
     diff(
         desired,
         &observed(host.clone()),
-        &PlanOptions { prune },
+        &PlanOptions {
+            prune,
+            ..PlanOptions::default()
+        },
         meta(),
     )
 }

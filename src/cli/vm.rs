@@ -1,0 +1,300 @@
+//! `ceso vm create` and `ceso vm delete`: the manifest is written to (or removed from) the
+//! inventory, so git stays the source of truth, and then just that VM is planned and applied with
+//! the same planner, executor and audit log as `ceso apply`.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::apply::{self, ApplyArgs};
+use super::connect::load_inventory;
+use super::files::write_atomically;
+use super::{CommandError, Outcome};
+use crate::apply::DEFAULT_PARALLELISM;
+use crate::manifest::{
+    API_VERSION, CloudInitSpec, DiskSpec, Document, Metadata, NetworkSpec, Power, Size,
+    SshKeySource, VirtualMachineSpec, read_file,
+};
+use crate::plan::DEFAULT_GUEST_IP_TIMEOUT_SECS;
+
+/// Arguments of `ceso vm create`.
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    /// Name of the VM (also its name on the host).
+    pub name: String,
+    /// The Template its disk is copied from.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// The Host it runs on (default: the template's host, or the only host of the inventory).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// `auto` (from `--pool`) or a static address with prefix length, e.g. 192.168.1.100/24.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// The IpPool for `--ip auto` (given alone, it implies `--ip auto`).
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Port group of the adapter (default: the host's network).
+    #[arg(long)]
+    pub port_group: Option<String>,
+    /// An SSH public key file for the default user; repeatable. The keys are written into the
+    /// manifest (public keys are not secret).
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    pub ssh_keys: Vec<PathBuf>,
+    /// Virtual CPUs (default: the template's).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Memory, e.g. 4GiB (default: the template's).
+    #[arg(long)]
+    pub memory: Option<Size>,
+    /// Size of disk 0, e.g. 20GiB (default: the template's).
+    #[arg(long)]
+    pub disk: Option<Size>,
+    /// Power state after creation.
+    #[arg(long, default_value = "on", value_parser = parse_power)]
+    pub power: Power,
+    /// The inventory directory; the manifest is written to `<inventory>/vms/<name>.yaml`.
+    #[arg(long, default_value = ".")]
+    pub inventory: PathBuf,
+    /// Apply without asking (needed without a terminal).
+    #[arg(long, visible_alias = "auto-approve")]
+    pub yes: bool,
+    /// How long to wait for the guest to report its IP address.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
+    pub guest_ip_timeout: u64,
+}
+
+/// Arguments of `ceso vm delete`.
+#[derive(Debug, Args)]
+pub struct VmDeleteArgs {
+    /// Name of the VM (its manifest name).
+    pub name: String,
+    /// The inventory directory.
+    #[arg(long, default_value = ".")]
+    pub inventory: PathBuf,
+    /// Delete without asking (needed without a terminal).
+    #[arg(long, visible_alias = "auto-approve")]
+    pub yes: bool,
+}
+
+fn parse_power(text: &str) -> Result<Power, String> {
+    serde_yaml::from_str(text).map_err(|_| "write `on` or `off`".to_owned())
+}
+
+fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> ApplyArgs {
+    ApplyArgs {
+        path: inventory.to_path_buf(),
+        auto_approve,
+        prune,
+        parallelism: DEFAULT_PARALLELISM as u16,
+        guest_ip_timeout: DEFAULT_GUEST_IP_TIMEOUT_SECS,
+        only: Some(format!("VirtualMachine/{name}")),
+        steps_ran: Cell::new(false),
+    }
+}
+
+/// `ceso vm create`
+pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let inventory = load_inventory(&args.inventory)?;
+    if let Some(existing) = inventory.vms.get(&args.name) {
+        return Err(CommandError::with_hint(
+            format!(
+                "VM {:?} is already declared in {}",
+                args.name,
+                existing.file.display()
+            ),
+            "edit that manifest and run `ceso apply`, or choose another name",
+        ));
+    }
+    let host = match (&args.host, &args.template) {
+        (Some(host), _) => host.clone(),
+        (None, Some(template)) => match inventory.templates.get(template) {
+            Some(t) => t.spec.host.clone(),
+            None => {
+                return Err(CommandError::with_hint(
+                    format!("unknown template {template:?}"),
+                    known("templates", inventory.templates.keys()),
+                ));
+            }
+        },
+        (None, None) if inventory.hosts.len() == 1 => {
+            inventory.hosts.keys().next().cloned().unwrap_or_default()
+        }
+        (None, None) => {
+            return Err(CommandError::with_hint(
+                "which host? the inventory declares several",
+                format!("pass --host; {}", known("hosts", inventory.hosts.keys())),
+            ));
+        }
+    };
+    let mut keys = Vec::new();
+    for file in &args.ssh_keys {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            CommandError::new(format!("cannot read SSH key file {}: {e}", file.display()))
+        })?;
+        if text.contains("PRIVATE KEY") {
+            return Err(CommandError::with_hint(
+                format!("{} is a private key", file.display()),
+                "give the public half, e.g. ~/.ssh/id_ed25519.pub",
+            ));
+        }
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| SshKeySource::Inline(l.to_owned())),
+        );
+    }
+    let ip = match (&args.ip, &args.pool) {
+        (None, Some(_)) => Some("auto".to_owned()),
+        (ip, _) => ip.clone(),
+    };
+    let network = NetworkSpec {
+        port_group: args.port_group.clone(),
+        ip,
+        pool: args.pool.clone(),
+    };
+    let spec = VirtualMachineSpec {
+        host,
+        template: args.template.clone(),
+        cpu: args.cpu,
+        memory: args.memory,
+        disks: args
+            .disk
+            .map(|size| vec![DiskSpec { size }])
+            .unwrap_or_default(),
+        networks: (network != NetworkSpec::default()).then(|| vec![network]),
+        power: args.power,
+        guest_id: None,
+        datastore: None,
+        protect: false,
+        cloud_init: (!keys.is_empty()).then(|| CloudInitSpec {
+            ssh_authorized_keys: keys,
+            ..CloudInitSpec::default()
+        }),
+    };
+    let document = Document {
+        api_version: API_VERSION.to_owned(),
+        kind: "VirtualMachine".to_owned(),
+        metadata: Metadata {
+            name: args.name.clone(),
+            labels: BTreeMap::new(),
+        },
+        spec,
+    };
+    let text = serde_yaml::to_string(&document)
+        .map_err(|e| CommandError::new(format!("cannot write the manifest: {e}")))?;
+    let file = args
+        .inventory
+        .join("vms")
+        .join(format!("{}.yaml", args.name));
+    if file.exists() {
+        return Err(CommandError::with_hint(
+            format!("{} already exists", file.display()),
+            "choose another name, or remove the file",
+        ));
+    }
+    write_atomically(&file, &text)?;
+    println!("Wrote {}.", file.display());
+    let mut apply = apply_args(&args.inventory, &args.name, args.yes, false);
+    apply.guest_ip_timeout = args.guest_ip_timeout;
+    let result = apply::run(&apply, state).await;
+    if result.is_err() && !apply.steps_ran.get() {
+        // Nothing was created: the inventory goes back to what it was.
+        let _ = std::fs::remove_file(&file);
+        eprintln!("Removed {} again: nothing was created.", file.display());
+    } else {
+        println!(
+            "Commit {} so that the inventory in git keeps describing the host.",
+            file.display()
+        );
+    }
+    result
+}
+
+/// `ceso vm delete`
+pub async fn delete(args: VmDeleteArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let inventory = load_inventory(&args.inventory)?;
+    let Some(vm) = inventory.vms.get(&args.name) else {
+        return Err(CommandError::with_hint(
+            format!(
+                "VM {:?} is not declared in {}",
+                args.name,
+                args.inventory.display()
+            ),
+            "only VMs of the inventory are deleted this way; a managed VM whose manifest is already gone is deleted by `ceso apply --prune`",
+        ));
+    };
+    if vm.spec.protect {
+        return Err(CommandError::with_hint(
+            format!(
+                "VM {:?} is protected (protect: true in {})",
+                args.name,
+                vm.file.display()
+            ),
+            "if deleting it is intended, set `protect: false`, apply that, then delete",
+        ));
+    }
+    let file = vm.file.clone();
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| CommandError::new(format!("cannot read {}: {e}", file.display())))?;
+    let mut documents = crate::manifest::Documents::default();
+    read_file(&file, &text, &mut documents, &mut Vec::new());
+    let count = documents.hosts.len()
+        + documents.vms.len()
+        + documents.templates.len()
+        + documents.pools.len();
+    if count != 1 {
+        return Err(CommandError::with_hint(
+            format!(
+                "{} holds {count} documents besides VM {:?}",
+                file.display(),
+                args.name
+            ),
+            "remove the VM's document from that file by hand, then run `ceso apply --prune`",
+        ));
+    }
+    // Hidden files are not read as manifests; the file comes back if the VM is not deleted.
+    let parked = file.with_file_name(format!(
+        ".{}.deleting",
+        file.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("vm.yaml")
+    ));
+    std::fs::rename(&file, &parked)
+        .map_err(|e| CommandError::new(format!("cannot move {}: {e}", file.display())))?;
+    let apply = apply_args(&args.inventory, &args.name, args.yes, true);
+    let result = apply::run(&apply, state).await;
+    match &result {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&parked);
+            println!(
+                "Removed {}; commit the removal so that git matches the host.",
+                file.display()
+            );
+        }
+        Err(_) => {
+            if let Err(e) = std::fs::rename(&parked, &file) {
+                eprintln!(
+                    "error: could not put back {} (it is at {}): {e}",
+                    file.display(),
+                    parked.display()
+                );
+            } else {
+                eprintln!("Kept {}: the VM was not deleted.", file.display());
+            }
+        }
+    }
+    result
+}
+
+fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        format!("the inventory declares no {what}")
+    } else {
+        format!("{what} in the inventory: {}", names.join(", "))
+    }
+}
