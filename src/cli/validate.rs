@@ -45,9 +45,11 @@ pub fn run(args: ValidateArgs) -> Result<Outcome, CommandError> {
         eprintln!("{warning}");
     }
     println!(
-        "{}: valid ({} host(s), {} virtual machine(s)).",
+        "{}: valid ({} host(s), {} template(s), {} IP pool(s), {} virtual machine(s)).",
         args.path.display(),
         inventory.hosts.len(),
+        inventory.templates.len(),
+        inventory.pools.len(),
         inventory.vms.len()
     );
     Ok(Outcome::Success)

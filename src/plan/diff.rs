@@ -15,7 +15,7 @@ use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{
     APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, POWER_KEY,
-    PROTECT_KEY, PowerState, VmCreateSpec, VmReconfigSpec,
+    PROTECT_KEY, PowerState, TEMPLATE_KEY, VmCreateSpec, VmReconfigSpec,
 };
 use crate::ipam::Holding;
 use crate::manifest::{Power, Size};
@@ -174,6 +174,7 @@ impl Planner {
                     host: host.to_owned(),
                     name: vm.name.clone(),
                     moref: vm.moref.clone(),
+                    template: vm.extra_config.get(TEMPLATE_KEY).cloned(),
                 }),
             }
         }

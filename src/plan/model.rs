@@ -120,6 +120,10 @@ pub struct UnmanagedVm {
     pub host: String,
     pub name: String,
     pub moref: String,
+    /// The template whose disk the VM holds (`ceso.template`), for a VM `ceso template
+    /// import` made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// Fingerprints of the VMs a plan depends on, per host then VM name: a saved plan is refused

@@ -85,7 +85,14 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
             colour.paint(bold, "Unmanaged VMs (not created by ceso, never changed):")
         );
         for vm in &plan.unmanaged {
-            let _ = writeln!(out, "  {} ({}) on host {}", vm.name, vm.moref, vm.host);
+            let _ = match &vm.template {
+                Some(template) => writeln!(
+                    out,
+                    "  {} ({}) on host {}: holds the disk of template {template}",
+                    vm.name, vm.moref, vm.host
+                ),
+                None => writeln!(out, "  {} ({}) on host {}", vm.name, vm.moref, vm.host),
+            };
         }
     }
     if !plan.diagnostics.is_empty() {
