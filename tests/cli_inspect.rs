@@ -6,14 +6,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use serde_json::Value;
+use support::inventory::Inventory;
 use support::{GuestOverride, Simulator};
-
-const PASSWORD_ENV: &str = "CESO_E2E_PASSWORD";
 
 /// A public key (generated for these tests) and what `ssh-keygen -l` prints for it.
 const PUBLIC_KEY: &str =
@@ -38,80 +35,6 @@ spec:
   ranges: [ { start: 192.168.1.100, end: 192.168.1.109 } ]
   reservations: [ 192.168.1.105 ]
 ";
-
-/// An inventory directory (plus state file) pointed at a simulator.
-struct Inventory {
-    dir: tempfile::TempDir,
-}
-
-impl Inventory {
-    fn new(sim: &Simulator, manifests: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let host = format!(
-            "apiVersion: ceso/v1\nkind: Host\nmetadata: {{ name: esxi-01 }}\nspec:\n  address: {}\n  thumbprint: \"{}\"\n  username: {}\n  password: {{ env: {PASSWORD_ENV} }}\n  datastore: {}\n  network: VM Network\n",
-            sim.url, sim.thumbprint, sim.user, sim.datastore
-        );
-        std::fs::create_dir(dir.path().join("inventory")).unwrap();
-        std::fs::write(dir.path().join("inventory/hosts.yaml"), host).unwrap();
-        let inventory = Self { dir };
-        inventory.set_manifests(manifests);
-        inventory
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("inventory")
-    }
-
-    fn set_manifests(&self, manifests: &str) {
-        std::fs::write(self.path().join("vms.yaml"), manifests).unwrap();
-    }
-
-    /// Runs ceso with `args`, `DIR` replaced by the inventory path.
-    fn ceso(&self, sim: &Simulator, args: &[&str]) -> Run {
-        let path = self.path().display().to_string();
-        let args: Vec<&str> = args
-            .iter()
-            .map(|a| if *a == "DIR" { path.as_str() } else { a })
-            .collect();
-        let output = Command::new(env!("CARGO_BIN_EXE_ceso"))
-            .args(&args)
-            .env(PASSWORD_ENV, &sim.password)
-            .env("CESO_STATE", self.dir.path().join("state.redb"))
-            .env("NO_COLOR", "1")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        Run(output)
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.0.status.code(),
-            Some(code),
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout()))
-    }
-}
 
 /// A VM manifest on host `esxi-01` with one adapter configured by `network` (YAML flow
 /// mapping, e.g. `{ ip: auto, pool: lan }`) and `extra` spec lines.
@@ -164,7 +87,7 @@ fn vm_list_shows_unmanaged_managed_and_missing_vms_with_their_addresses() {
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
     // Declared after the apply: not on the host.
-    inv.set_manifests(&(manifests + &vm("cache-01", "on", "{ ip: 192.168.1.108/24 }", "")));
+    inv.set_vms(&(manifests + &vm("cache-01", "on", "{ ip: 192.168.1.108/24 }", "")));
 
     let list = inv.ceso(&sim, &["vm", "list", "--inventory", "DIR"]);
     list.expect(0);
@@ -480,7 +403,7 @@ fn vm_info_of_an_unknown_vm_fails_and_names_close_ones() {
     );
 
     // Declared but not created yet: said so, with what to do.
-    inv.set_manifests(
+    inv.set_vms(
         &(POOL.to_owned() + &vm("web-01", "off", "{}", "") + &vm("web-02", "off", "{}", "")),
     );
     let missing = inv.ceso(&sim, &["vm", "info", "web-02", "--inventory", "DIR"]);

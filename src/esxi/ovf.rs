@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use quick_xml::events::{BytesStart, Event};
-
 use super::EsxiClient;
 use super::envelope::method_body;
 use super::error::EsxiError;
@@ -647,7 +645,7 @@ pub(crate) struct OvfDescriptor {
 impl OvfDescriptor {
     /// Parses the descriptor text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let root = parse_ovf_tree(text)?;
+        let root = super::xml::parse_keeping_qualified_attributes(text)?;
         if root.name != "Envelope" {
             return Err(format!(
                 "the root element is <{}>, not <Envelope>",
@@ -804,77 +802,6 @@ fn allocation_unit_bytes(units: &str) -> Option<u64> {
             .ok()?
             .checked_pow(exponent.parse().ok()?),
         None => factor.parse().ok(),
-    }
-}
-
-/// Parses an OVF document into a tree, keeping every attribute by its local name (`ovf:href`
-/// becomes `href`, `vmw:key` becomes `key`): OVF puts its attributes in namespaces, which
-/// the SOAP tree of [`super::xml`] leaves out.
-fn parse_ovf_tree(text: &str) -> Result<Element, String> {
-    fn start(e: &BytesStart<'_>) -> Result<Element, String> {
-        let mut el = Element::new(e.local_name().as_ref());
-        for attr in e.attributes() {
-            let attr = attr.map_err(|e| format!("malformed XML: {e}"))?;
-            if attr.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            let value = attr
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|e| format!("malformed XML: {e}"))?;
-            el.attrs.push((
-                attr.key.local_name().as_ref().to_owned(),
-                value.into_owned(),
-            ));
-        }
-        Ok(el)
-    }
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut stack: Vec<Element> = Vec::new();
-    loop {
-        let closed = match reader
-            .read_event()
-            .map_err(|e| format!("malformed XML: {e}"))?
-        {
-            Event::Start(e) => {
-                stack.push(start(&e)?);
-                None
-            }
-            Event::Empty(e) => Some(start(&e)?),
-            Event::End(_) => Some(stack.pop().ok_or("malformed XML: unbalanced end tag")?),
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
-                }
-                None
-            }
-            Event::CData(t) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
-                }
-                None
-            }
-            Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => quick_xml::escape::resolve_predefined_entity(&r)
-                        .ok_or_else(|| format!("unknown entity &{};", &*r))?
-                        .to_owned(),
-                    Err(e) => return Err(format!("bad character reference: {e}")),
-                };
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&resolved);
-                }
-                None
-            }
-            Event::Eof => return Err("malformed XML: the document ends early".into()),
-            _ => None,
-        };
-        if let Some(el) = closed {
-            match stack.last_mut() {
-                Some(parent) => parent.children.push(el),
-                None => return Ok(el),
-            }
-        }
     }
 }
 
@@ -1313,34 +1240,11 @@ impl EsxiClient {
 
     /// The VM with this name, if any.
     async fn find_vm(&self, name: &str) -> Result<Option<MoRef>, ImportError> {
-        let spec = FilterSpec::new().props("VirtualMachine", &["name"]).object(
-            &self.service.root_folder,
-            true,
-            |w| {
-                traversal(
-                    w,
-                    "folderChildren",
-                    "Folder",
-                    "childEntity",
-                    &["folderChildren", "datacenterVms"],
-                );
-                traversal(
-                    w,
-                    "datacenterVms",
-                    "Datacenter",
-                    "vmFolder",
-                    &["folderChildren"],
-                );
-            },
-        );
-        let objects = self
-            .retrieve(&spec)
+        let found = self
+            .vms_named(name)
             .await
             .map_err(host("looking for the imported VM"))?;
-        Ok(objects
-            .into_iter()
-            .find(|o| o.obj.kind == "VirtualMachine" && o.prop_text("name") == Some(name))
-            .map(|o| o.obj))
+        Ok(found.into_iter().next())
     }
 
     /// Aborts the lease (unless completed) and destroys the VM the import created.

@@ -9,7 +9,7 @@ use super::EsxiClient;
 use super::envelope::method_body;
 use super::error::EsxiError;
 use super::properties::{
-    FilterSpec, device_key, guest_ips, is_disk, is_nic, parse_devices, traversal,
+    FilterSpec, ObjectContent, device_key, guest_ips, is_disk, is_nic, parse_devices, traversal,
 };
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
 use crate::cloudinit::CloudInitConfig;
@@ -763,10 +763,15 @@ impl EsxiClient {
         Ok(())
     }
 
-    /// The VM's `config.hardware.device` (one read).
-    async fn vm_devices(&self, vm_ref: &MoRef, vm: &str) -> Result<Vec<Element>, EsxiError> {
+    /// Reads `paths` of one VM; a VM that is gone is [`EsxiError::VmNotFound`].
+    async fn read_vm(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        paths: &[&str],
+    ) -> Result<ObjectContent, EsxiError> {
         let o = self
-            .retrieve_one(vm_ref, &["config.hardware.device"])
+            .retrieve_one(vm_ref, paths)
             .await
             .map_err(|e| vm_gone(e, vm))?
             .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
@@ -776,6 +781,14 @@ impl EsxiClient {
         {
             return Err(EsxiError::VmNotFound { vm: vm.to_owned() });
         }
+        Ok(o)
+    }
+
+    /// The VM's `config.hardware.device` (one read).
+    async fn vm_devices(&self, vm_ref: &MoRef, vm: &str) -> Result<Vec<Element>, EsxiError> {
+        let o = self
+            .read_vm(vm_ref, vm, &["config.hardware.device"])
+            .await?;
         Ok(o.prop("config.hardware.device")
             .map(|d| d.children.clone())
             .unwrap_or_default())
@@ -877,19 +890,12 @@ impl EsxiClient {
         vm: &str,
     ) -> Result<(Vec<String>, bool), EsxiError> {
         let o = self
-            .retrieve_one(
+            .read_vm(
                 vm_ref,
+                vm,
                 &["guest.net", "guest.ipAddress", "guest.toolsRunningStatus"],
             )
-            .await
-            .map_err(|e| vm_gone(e, vm))?
-            .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
-        if o.missing
-            .iter()
-            .any(|(_, f)| f.fault == "ManagedObjectNotFound")
-        {
-            return Err(EsxiError::VmNotFound { vm: vm.to_owned() });
-        }
+            .await?;
         let reported = guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net"));
         let tools_running = matches!(
             o.prop_text("guest.toolsRunningStatus").map(str::trim),
@@ -975,11 +981,8 @@ impl EsxiClient {
         Ok(OpOutcome::default())
     }
 
-    /// The VM's moref: the given one, or looked up by name (one `RetrievePropertiesEx`).
-    async fn resolve_vm(&self, moref: Option<&str>, vm: &str) -> Result<MoRef, EsxiError> {
-        if let Some(m) = moref {
-            return Ok(MoRef::new("VirtualMachine", m));
-        }
+    /// Every VM named `name` (one `RetrievePropertiesEx` over the whole inventory).
+    pub(crate) async fn vms_named(&self, name: &str) -> Result<Vec<MoRef>, EsxiError> {
         let spec = FilterSpec::new().props("VirtualMachine", &["name"]).object(
             &self.service.root_folder,
             true,
@@ -1001,11 +1004,19 @@ impl EsxiClient {
             },
         );
         let objects = self.retrieve(&spec).await?;
-        let mut matches: Vec<MoRef> = objects
+        Ok(objects
             .into_iter()
-            .filter(|o| o.obj.kind == "VirtualMachine" && o.prop_text("name") == Some(vm))
+            .filter(|o| o.obj.kind == "VirtualMachine" && o.prop_text("name") == Some(name))
             .map(|o| o.obj)
-            .collect();
+            .collect())
+    }
+
+    /// The VM's moref: the given one, or looked up by name (one `RetrievePropertiesEx`).
+    async fn resolve_vm(&self, moref: Option<&str>, vm: &str) -> Result<MoRef, EsxiError> {
+        if let Some(m) = moref {
+            return Ok(MoRef::new("VirtualMachine", m));
+        }
+        let mut matches = self.vms_named(vm).await?;
         matches.dedup();
         match matches.len() {
             0 => Err(EsxiError::VmNotFound { vm: vm.to_owned() }),

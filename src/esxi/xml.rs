@@ -199,7 +199,22 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
 /// returned tree lacks those elements, and only one of them is held at a time.
 pub(crate) fn parse_detaching(
     xml: &str,
+    detach: Option<&mut dyn Detach>,
+) -> Result<Element, String> {
+    parse_with(xml, detach, false)
+}
+
+/// Parses a document whose attributes live in namespaces (an OVF descriptor): every attribute
+/// is kept by its local name (`ovf:href` becomes `href`, `vmw:key` becomes `key`), where
+/// [`parse`] keeps only unqualified ones.
+pub(crate) fn parse_keeping_qualified_attributes(xml: &str) -> Result<Element, String> {
+    parse_with(xml, None, true)
+}
+
+fn parse_with(
+    xml: &str,
     mut detach: Option<&mut dyn Detach>,
+    keep_qualified: bool,
 ) -> Result<Element, String> {
     let mut reader = NsReader::from_str(xml);
     let mut stack: Vec<Element> = Vec::new();
@@ -210,11 +225,11 @@ pub(crate) fn parse_detaching(
             .map_err(|e| format!("malformed XML: {e}"))?;
         let closed = match event {
             Event::Start(start) => {
-                let el = start_element(&reader, &start)?;
+                let el = start_element(&reader, &start, keep_qualified)?;
                 stack.push(el);
                 None
             }
-            Event::Empty(start) => Some(start_element(&reader, &start)?),
+            Event::Empty(start) => Some(start_element(&reader, &start, keep_qualified)?),
             Event::End(_) => Some(stack.pop().ok_or("unbalanced end tag")?),
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
@@ -251,7 +266,7 @@ pub(crate) fn parse_detaching(
         }
     }
     if !stack.is_empty() {
-        return Err("document ended inside an element".to_owned());
+        return Err("malformed XML: the document ended inside an element".to_owned());
     }
     root.ok_or_else(|| "empty document".to_owned())
 }
@@ -282,7 +297,11 @@ fn close(el: Element, stack: &mut [Element], root: &mut Option<Element>) {
     }
 }
 
-fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Element, String> {
+fn start_element(
+    reader: &NsReader<&[u8]>,
+    start: &BytesStart<'_>,
+    keep_qualified: bool,
+) -> Result<Element, String> {
     let resolver = reader.resolver();
     let name = start.local_name().as_ref().to_owned();
     let mut el = Element::new(&name);
@@ -309,6 +328,7 @@ fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Ele
                 });
             }
             ResolveResult::Unbound => el.attrs.push((local, value)),
+            _ if keep_qualified => el.attrs.push((local, value)),
             // Other xsi attributes (e.g. xsi:nil) and foreign namespaces carry nothing needed.
             _ => {}
         }
