@@ -245,6 +245,14 @@ pub enum HostOp {
     },
 }
 
+impl HostOp {
+    /// Whether the operation only reads (waiting for the guest): such steps do not count
+    /// against the run's parallelism and are abandoned, not awaited, when the run is stopped.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, HostOp::WaitForGuestIp { .. })
+    }
+}
+
 /// What a successful operation reports back.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OpOutcome {

@@ -86,3 +86,82 @@ fn parallel_and_sequential_runs_reach_the_same_state() {
     };
     assert_eq!(names(&one), names(&four));
 }
+
+/// A host whose guests never report an address: every wait runs until it is abandoned.
+struct SilentGuests(FakeHost);
+
+impl ceso::host::Host for SilentGuests {
+    type Error = FakeError;
+
+    async fn observe(&self) -> Result<ceso::host::ObservedHost, FakeError> {
+        Ok(self.0.observe_now())
+    }
+
+    async fn execute(&self, op: &ceso::host::HostOp) -> Result<ceso::host::OpOutcome, FakeError> {
+        if op.is_read_only() {
+            std::future::pending::<()>().await;
+        }
+        self.0.apply(op)
+    }
+}
+
+#[test]
+fn waits_for_guests_hold_no_slot_and_are_abandoned_when_the_run_stops() {
+    let desired = desired(
+        vec![
+            desired_vm("web-01", 1, 1, Power::On),
+            desired_vm("web-02", 1, 1, Power::On),
+        ],
+        false,
+    );
+    let mut plan = plan(&desired, &empty_host(), false);
+    // A wait after each power-on, as the planner adds for VMs with static addresses.
+    for power_on in [1, 3] {
+        let step = plan.steps[power_on].clone();
+        let id = plan.steps.len();
+        plan.steps.push(ceso::plan::Step {
+            id,
+            description: format!("wait for {}", step.resource),
+            depends_on: vec![power_on],
+            after: vec![],
+            compensating: false,
+            op: ceso::host::HostOp::WaitForGuestIp {
+                moref: None,
+                vm: step
+                    .resource
+                    .trim_start_matches("VirtualMachine/")
+                    .to_owned(),
+                addresses: vec!["192.168.1.100".into()],
+                timeout_secs: 300,
+            },
+            ..step
+        });
+    }
+    let host = SilentGuests(FakeHost::new(empty_host()));
+    let hosts = std::collections::BTreeMap::from([("esxi-01".to_owned(), &host)]);
+    let hook = RecordingHook::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Parallelism 1: web-02 is created while web-01's wait runs; Ctrl-C comes later.
+    let report = runtime.block_on(async {
+        ceso::apply::execute(
+            &plan,
+            &hosts,
+            1,
+            &hook,
+            tokio::time::sleep(std::time::Duration::from_millis(300)),
+        )
+        .await
+    });
+    assert_eq!(report.succeeded(), 4, "{:?}", hook.events.borrow());
+    for wait in [4, 5] {
+        assert_eq!(
+            report.outcomes[&wait],
+            StepOutcome::Failed(ceso::apply::STOPPED_WAITING.to_owned())
+        );
+    }
+    assert!(report.was_interrupted());
+    assert_eq!(host.0.observe_now().vms.len(), 2);
+}

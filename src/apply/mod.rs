@@ -13,6 +13,9 @@ use crate::plan::{Plan, Step};
 
 /// Why steps were skipped after Ctrl-C.
 pub const INTERRUPTED: &str = "the run was interrupted before this step started";
+/// Why a wait (a read-only step) ended early.
+pub const STOPPED_WAITING: &str =
+    "the run was interrupted: stopped waiting (the VM is left as it is)";
 
 /// Default number of steps run at the same time.
 pub const DEFAULT_PARALLELISM: usize = 4;
@@ -59,9 +62,10 @@ impl ApplyReport {
 
     /// Whether the run was stopped (Ctrl-C) before every step could start.
     pub fn was_interrupted(&self) -> bool {
-        self.outcomes
-            .values()
-            .any(|o| matches!(o, StepOutcome::Skipped(r) if r == INTERRUPTED))
+        self.outcomes.values().any(|o| {
+            matches!(o, StepOutcome::Skipped(r) if r == INTERRUPTED)
+                || matches!(o, StepOutcome::Failed(r) if r == STOPPED_WAITING)
+        })
     }
 }
 
@@ -94,6 +98,9 @@ pub async fn execute<H: Host>(
     let mut created: BTreeMap<String, String> = BTreeMap::new();
     let mut pending: BTreeSet<usize> = plan.steps.iter().map(|s| s.id).collect();
     let mut running = FuturesUnordered::new();
+    // Steps that change a host, running now (read-only waits do not count).
+    let mut writing = 0usize;
+    let mut abandon: Vec<futures::future::AbortHandle> = Vec::new();
     let mut stopping = false;
     let stop = std::pin::pin!(stop);
     let mut stop = stop;
@@ -139,15 +146,27 @@ pub async fn execute<H: Host>(
                         .after
                         .iter()
                         .all(|dep| report.outcomes.contains_key(dep));
-                if ready && running.len() < parallelism {
+                let read_only = step.op.is_read_only();
+                if ready && (read_only || writing < parallelism) {
                     pending.remove(&id);
                     let op = with_moref(&step.op, &created, &step.resource);
                     let host = &hosts[&step.host];
                     hook.step_started(step);
+                    let (handle, registration) = futures::future::AbortHandle::new_pair();
+                    if read_only {
+                        abandon.push(handle);
+                    } else {
+                        writing += 1;
+                    }
                     running.push(async move {
                         let started = Instant::now();
-                        let result = host.execute(&op).await;
-                        (id, started.elapsed(), result.map_err(|e| e.to_string()))
+                        let result =
+                            futures::future::Abortable::new(host.execute(&op), registration).await;
+                        let result = match result {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(futures::future::Aborted) => Err(STOPPED_WAITING.to_owned()),
+                        };
+                        (id, started.elapsed(), result)
                     });
                     progress = true;
                 }
@@ -169,6 +188,10 @@ pub async fn execute<H: Host>(
             finished = running.next() => finished,
             () = &mut stop, if !stopping => {
                 stopping = true;
+                // Waiting changes nothing: stop waiting rather than hold the run up.
+                for handle in abandon.drain(..) {
+                    handle.abort();
+                }
                 continue;
             }
         };
@@ -176,6 +199,9 @@ pub async fn execute<H: Host>(
             break;
         };
         let step = &plan.steps[id];
+        if !step.op.is_read_only() {
+            writing -= 1;
+        }
         match result {
             Ok(outcome) => {
                 if let Some(moref) = outcome.created_moref {
