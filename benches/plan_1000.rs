@@ -3,34 +3,16 @@
 //!
 //! Run: `cargo bench --bench plan_1000` (figures are recorded in docs/benchmarks.md).
 
+mod measure;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use measure::{expect_exit, measure};
 
 const VMS: usize = 1000;
 const RUNS: usize = 5;
-
-/// Wall time and peak resident memory (KiB) of one `ceso` run, with its exit code.
-fn measure(command: &mut Command) -> (Duration, i64, i32) {
-    let start = Instant::now();
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ceso starts");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value, and wait4 only writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, with valid pointers.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    let elapsed = start.elapsed();
-    std::mem::forget(child); // already reaped
-    (elapsed, usage.ru_maxrss, libc::WEXITSTATUS(status))
-}
 
 fn main() {
     let sim = support::Simulator::start();
@@ -63,26 +45,26 @@ fn main() {
         command
     };
 
-    let (elapsed, _, code) = measure(&mut ceso(&[
+    let logs = dir.path();
+    let setup = measure(
+        &mut ceso(&["apply", "--auto-approve", "--parallelism", "8"]),
+        logs,
         "apply",
-        "--auto-approve",
-        "--parallelism",
-        "8",
-    ]));
-    assert_eq!(code, 0, "setup apply failed");
+    );
+    expect_exit(&setup, 0, logs, "apply");
     println!(
         "setup: created {VMS} VMs with `ceso apply` in {:.1} s",
-        elapsed.as_secs_f64()
+        setup.wall.as_secs_f64()
     );
 
     sim.reset_stats();
     let mut times = Vec::new();
     let mut peaks = Vec::new();
     for _ in 0..RUNS {
-        let (elapsed, peak_kib, code) = measure(&mut ceso(&["plan"]));
-        assert_eq!(code, 0, "a no-op plan exits 0");
-        times.push(elapsed);
-        peaks.push(peak_kib);
+        let run = measure(&mut ceso(&["plan"]), logs, "plan");
+        expect_exit(&run, 0, logs, "plan");
+        times.push(run.wall);
+        peaks.push(run.peak_rss_kib);
     }
     let stats = sim.stats();
     let per_run =

@@ -561,9 +561,12 @@ spec:
     packages: [nginx]
     userData: { runcmd: [ [systemctl, enable, nginx] ] }
 ";
+    // A static address needs a pool whose network holds it (here one without gateway or ranges).
+    let storage = "apiVersion: ceso/v1\nkind: IpPool\nmetadata: { name: storage }\nspec: { cidr: 10.0.5.0/24 }\n";
     let dir = write_inventory(&[
         ("hosts.yaml", HOST),
         ("base.yaml", TEMPLATE_AND_POOL),
+        ("storage.yaml", storage),
         ("vm.yaml", vm),
         (
             "ops.pub",
@@ -698,6 +701,37 @@ spec:
         assert!(
             found.iter().any(|p| p.starts_with("pools.yaml:") && p.contains(&format!("IpPool/lan {field}"))),
             "missing {field} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn address_problems_that_need_no_host_are_found_by_validate() {
+    let vm = |name: &str, network: &str| {
+        format!(
+            "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: {name} }}\nspec:\n  host: esxi-01\n  template: ubuntu\n  networks: [ {network} ]\n"
+        )
+    };
+    let vms = vm("a-01", "{ ip: 192.168.1.20/24 }")
+        + &vm("a-02", "{ ip: 192.168.1.20/24 }")
+        + &vm("b-01", "{ ip: 192.168.1.1/24 }")
+        + &vm("c-01", "{ ip: 192.168.1.30/16 }");
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("base.yaml", TEMPLATE_AND_POOL),
+        ("vm.yaml", &vms),
+    ]);
+    let found = problems(dir.path());
+    for expected in [
+        "VirtualMachine/a-02 spec.networks[0].ip: 192.168.1.20 of NIC 0 of VM a-02 is also requested by NIC 0 of VM a-01",
+        "VirtualMachine/b-01 spec.networks[0].ip: 192.168.1.1 of NIC 0 of VM b-01 is the gateway of pool lan",
+        "VirtualMachine/c-01 spec.networks[0].ip: 192.168.1.30/16 of NIC 0 of VM c-01 does not match the subnet",
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("vm.yaml:") && p.contains(expected)),
+            "missing {expected:?} in {found:#?}"
         );
     }
 }

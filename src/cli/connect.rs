@@ -116,21 +116,6 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CommandError> {
     Ok(inventory)
 }
 
-/// Gives the planner's diagnostics (which know resources and fields, not files) the place in the
-/// manifests where that field is written.
-fn locate_diagnostics(plan: &mut Plan, inventory: &Inventory) {
-    for diagnostic in plan.diagnostics.iter_mut().filter(|d| d.location.is_none()) {
-        let (Some(resource), Some(field)) = (&diagnostic.resource, &diagnostic.field) else {
-            continue;
-        };
-        diagnostic.location = match resource.split_once('/') {
-            Some(("VirtualMachine", name)) => inventory.vms.get(name).map(|vm| vm.locate(field)),
-            Some(("Host", name)) => inventory.hosts.get(name).map(|host| host.locate(field)),
-            _ => None,
-        };
-    }
-}
-
 /// Connects, observes and plans. The hosts stay connected for an apply.
 pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Hosts), CommandError> {
     let inventory = load_inventory(path)?;
@@ -149,6 +134,6 @@ pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Host
         }
     };
     let mut plan = diff(&desired, &observed, options, new_plan_meta(path));
-    locate_diagnostics(&mut plan, &inventory);
+    inventory.locate_diagnostics(&mut plan.diagnostics);
     Ok((plan, hosts))
 }

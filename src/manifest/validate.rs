@@ -37,6 +37,25 @@ pub struct Inventory {
     pub ssh_keys: BTreeMap<String, Vec<String>>,
 }
 
+impl Inventory {
+    /// Gives diagnostics that know a resource and field (the planner's) the place in the
+    /// manifests where that field is written.
+    pub fn locate_diagnostics(&self, diagnostics: &mut [Diagnostic]) {
+        for diagnostic in diagnostics.iter_mut().filter(|d| d.location.is_none()) {
+            let (Some(resource), Some(field)) = (&diagnostic.resource, &diagnostic.field) else {
+                continue;
+            };
+            diagnostic.location = match resource.split_once('/') {
+                Some(("VirtualMachine", name)) => self.vms.get(name).map(|r| r.locate(field)),
+                Some(("Host", name)) => self.hosts.get(name).map(|r| r.locate(field)),
+                Some(("Template", name)) => self.templates.get(name).map(|r| r.locate(field)),
+                Some(("IpPool", name)) => self.pools.get(name).map(|r| r.locate(field)),
+                _ => None,
+            };
+        }
+    }
+}
+
 /// Loads and validates the inventory at `path`. The inventory is only usable when the returned
 /// diagnostics hold no error.
 pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
@@ -76,6 +95,15 @@ pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
         if !keys.is_empty() {
             inventory.ssh_keys.insert(vm.name.clone(), keys);
         }
+    }
+    if !has_errors(&diagnostics) {
+        // Address problems that need no host (duplicates, outside the subnet, the gateway, an
+        // exhausted pool) are found here already; the plan adds what the hosts hold.
+        let mut desired = crate::desired::DesiredState::from_inventory(&inventory);
+        let mut found =
+            crate::plan::assign_addresses(&mut desired, &BTreeMap::new(), &[]).diagnostics;
+        inventory.locate_diagnostics(&mut found);
+        diagnostics.extend(found);
     }
     diagnostics.sort_by(|a, b| a.location.cmp(&b.location));
     (inventory, diagnostics)
