@@ -51,8 +51,7 @@ pub fn build_ova_with(dir: &Path, spec: &OvaSpec) -> PathBuf {
     let name = &spec.name;
     let raw_bytes = spec.disk_bytes.div_ceil(MIB).max(1) * MIB;
     let raw = dir.join(format!("{name}.raw"));
-    fs::write(&raw, disk_content(raw_bytes))
-        .unwrap_or_else(|e| panic!("writing {}: {e}", raw.display()));
+    write_disk_content(&raw, raw_bytes);
     let vmdk_name = format!("{name}-disk1.vmdk");
     let vmdk = dir.join(&vmdk_name);
     let output = Command::new("qemu-img")
@@ -75,24 +74,48 @@ pub fn build_ova_with(dir: &Path, spec: &OvaSpec) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     fs::remove_file(&raw).ok();
-    let vmdk_bytes = fs::read(&vmdk).expect("reading the VMDK");
+    // The VMDK is streamed (hashed, then copied into the tar), never held in memory: a
+    // benchmark measures the memory of a `ceso` forked from this process.
+    let vmdk_size = fs::metadata(&vmdk).expect("the VMDK").len() as usize;
     let ovf_name = format!("{name}.ovf");
-    let ovf = descriptor(spec, &vmdk_name, vmdk_bytes.len(), raw_bytes);
-
+    let ovf = descriptor(spec, &vmdk_name, vmdk_size, raw_bytes);
     let mut files: Vec<(String, Vec<u8>)> = vec![(ovf_name.clone(), ovf.into_bytes())];
     if spec.manifest {
         let manifest = format!(
             "SHA256({ovf_name})= {}\nSHA256({vmdk_name})= {}\n",
             sha256(&files[0].1),
-            sha256(&vmdk_bytes)
+            sha256_file(&vmdk)
         );
         files.push((format!("{name}.mf"), manifest.into_bytes()));
     }
-    files.push((vmdk_name, vmdk_bytes));
-    fs::remove_file(&vmdk).ok();
     let ova = dir.join(format!("{name}.ova"));
-    write_tar(&ova, &files);
+    let file = File::create(&ova).unwrap_or_else(|e| panic!("creating {}: {e}", ova.display()));
+    let mut builder = tar::Builder::new(file);
+    for (file_name, content) in &files {
+        builder
+            .append_data(
+                &mut tar_header(content.len() as u64),
+                file_name,
+                content.as_slice(),
+            )
+            .expect("appending to the OVA");
+    }
+    let disk = File::open(&vmdk).expect("the VMDK");
+    builder
+        .append_data(&mut tar_header(vmdk_size as u64), &vmdk_name, disk)
+        .expect("appending the VMDK");
+    builder.finish().expect("finishing the OVA");
+    fs::remove_file(&vmdk).ok();
     ova
+}
+
+fn tar_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    header
 }
 
 /// Writes a tar archive of `(name, content)` in order.
@@ -100,13 +123,12 @@ pub fn write_tar(path: &Path, files: &[(String, Vec<u8>)]) {
     let file = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
     let mut builder = tar::Builder::new(file);
     for (name, content) in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_700_000_000);
-        header.set_cksum();
         builder
-            .append_data(&mut header, name, content.as_slice())
+            .append_data(
+                &mut tar_header(content.len() as u64),
+                name,
+                content.as_slice(),
+            )
             .expect("appending to the OVA");
     }
     builder.finish().expect("finishing the OVA");
@@ -138,25 +160,52 @@ pub fn ova_disk_size(ova: &Path) -> u64 {
         .expect("the OVA holds a VMDK")
 }
 
-/// Recognisable, non-zero, not trivially compressible content.
-fn disk_content(bytes: usize) -> Vec<u8> {
+/// Writes `bytes` of recognisable, non-zero, not trivially compressible content to `path`, a
+/// megabyte at a time.
+fn write_disk_content(path: &Path, bytes: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(
+        File::create(path).unwrap_or_else(|e| panic!("writing {}: {e}", path.display())),
+    );
     let mut state: u32 = 0x2545_f491;
-    (0..bytes)
-        .map(|_| {
+    let mut chunk = vec![0u8; MIB];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(MIB);
+        for byte in &mut chunk[..n] {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
-            (state >> 24) as u8 | 1
-        })
-        .collect()
+            *byte = (state >> 24) as u8 | 1;
+        }
+        out.write_all(&chunk[..n]).expect("writing the raw disk");
+        left -= n;
+    }
+    out.flush().expect("writing the raw disk");
+}
+
+/// SHA-256 of a file, read in pieces.
+fn sha256_file(path: &Path) -> String {
+    use std::io::Read;
+    let mut file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; MIB];
+    loop {
+        let n = file.read(&mut buffer).expect("reading");
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+    }
+    hex(context.finish().as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 fn descriptor(spec: &OvaSpec, vmdk_name: &str, vmdk_size: usize, capacity: usize) -> String {
