@@ -509,3 +509,26 @@ fn template_disk(text: &str) -> String {
     let document: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
     document["spec"]["disk"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn a_template_import_is_in_the_audit_log_like_every_change() {
+    let sim = simulator();
+    let inv = inventory(&sim, "");
+    let list = inv.ceso(&sim, &["audit", "list"]);
+    list.expect(0);
+    let line = list
+        .stdout()
+        .lines()
+        .find(|l| l.contains("template import"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{}", list.stdout()));
+    assert!(line.contains("succeeded"), "{line}");
+    let run = line.split_whitespace().next().unwrap().to_owned();
+    let show = inv.ceso(&sim, &["audit", "show", &run]);
+    show.expect(0);
+    assert!(
+        show.stdout().contains("import template ubuntu"),
+        "{}",
+        show.stdout()
+    );
+}

@@ -15,8 +15,8 @@ use crate::cloudinit::CloudInitConfig;
 use crate::diagnostic::has_errors;
 use crate::host::HostOp;
 use crate::plan::{
-    CREATE_VM, DEFAULT_GUEST_IP_TIMEOUT_SECS, PLAN_FORMAT_VERSION, Plan, PlanOptions, Step,
-    stale_reasons, structure_problems,
+    CREATE_VM, DEFAULT_GUEST_IP_TIMEOUT_SECS, PLAN_FORMAT_VERSION, Plan, PlanOptions,
+    ResourceChange, Step, stale_reasons, structure_problems,
 };
 use crate::state::{
     AddressRecord, LockHolder, RunRecord, RunStatus, StateStore, StepEvent, StepRecord,
@@ -501,6 +501,87 @@ impl ApplyHook for AuditHook<'_> {
                 reason: reason.to_owned(),
             },
         );
+    }
+}
+
+/// An operation made outside a plan (a template import), recorded in the audit log as a run of
+/// one step, so that every change ceso makes to a host is audited.
+pub(super) struct AuditedOperation<'a> {
+    store: &'a StateStore,
+    run: RunRecord,
+    change: ResourceChange,
+    description: String,
+}
+
+impl<'a> AuditedOperation<'a> {
+    /// Records the run as started.
+    pub(super) fn start(
+        store: &'a StateStore,
+        source: String,
+        change: ResourceChange,
+        description: String,
+    ) -> Result<Self, CommandError> {
+        let run_id = new_run_id();
+        let run = RunRecord {
+            plan_id: format!("{}-{run_id}", change.address),
+            run_id,
+            started_at: now(),
+            finished_at: None,
+            status: RunStatus::Running,
+            os_user: os_user(),
+            hostname: hostname(),
+            pid: std::process::id(),
+            source,
+            steps_total: 1,
+            steps_succeeded: 0,
+            steps_failed: 0,
+            steps_skipped: 0,
+            changes: vec![change.clone()],
+        };
+        store.save_run(&run)?;
+        let operation = Self {
+            store,
+            run,
+            change,
+            description,
+        };
+        operation.record(StepEvent::Started)?;
+        Ok(operation)
+    }
+
+    fn record(&self, event: StepEvent) -> Result<(), CommandError> {
+        let record = StepRecord {
+            step: 0,
+            resource: self.change.address.clone(),
+            host: self.change.host.clone(),
+            description: self.description.clone(),
+            at: now(),
+            event,
+        };
+        Ok(self.store.append_step(&self.run.run_id, &record)?)
+    }
+
+    /// Records how it ended (`Err` holds the fault).
+    pub(super) fn finish(
+        mut self,
+        outcome: Result<(), String>,
+        duration: Duration,
+    ) -> Result<(), CommandError> {
+        let duration_ms = millis(duration);
+        let (event, status) = match outcome {
+            Ok(()) => {
+                self.run.steps_succeeded = 1;
+                (StepEvent::Succeeded { duration_ms }, RunStatus::Succeeded)
+            }
+            Err(fault) => {
+                self.run.steps_failed = 1;
+                (StepEvent::Failed { duration_ms, fault }, RunStatus::Failed)
+            }
+        };
+        self.record(event)?;
+        self.run.status = status;
+        self.run.finished_at = Some(now());
+        Ok(self.store.save_run(&self.run)?)
     }
 }
 

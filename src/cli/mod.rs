@@ -190,7 +190,9 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
         Command::Vm(VmCommand::Delete(args)) => vm::delete(args, &cli.state).await,
         Command::Vm(VmCommand::List(args)) => inspect::list(args).await,
         Command::Vm(VmCommand::Info(args)) => inspect::info(args).await,
-        Command::Template(TemplateCommand::Import(args)) => template::import(args).await,
+        Command::Template(TemplateCommand::Import(args)) => {
+            template::import(args, &cli.state).await
+        }
         Command::Ip(command) => ip::run(command, &cli.state).await,
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
+use super::apply::AuditedOperation;
 use super::connect::{connect, disconnect};
 use super::files::write_atomically;
 use super::{CommandError, Outcome, SCHEMA_FILE};
@@ -18,6 +19,8 @@ use crate::esxi::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 use crate::manifest::{
     API_VERSION, Document, MAX_VM_NAME, Metadata, Size, TemplateSpec, is_valid_name, name_rule,
 };
+use crate::plan::{Action, ResourceChange};
+use crate::state::StateStore;
 
 /// How often progress lines are printed when stderr is not a terminal.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -46,7 +49,7 @@ pub struct TemplateImportArgs {
 }
 
 /// `ceso template import`
-pub async fn import(args: TemplateImportArgs) -> Result<Outcome, CommandError> {
+pub async fn import(args: TemplateImportArgs, state: &Path) -> Result<Outcome, CommandError> {
     check_name(&args.name)?;
     if let Err(e) = std::fs::metadata(&args.file) {
         return Err(CommandError::new(format!(
@@ -135,6 +138,26 @@ pub async fn import(args: TemplateImportArgs) -> Result<Outcome, CommandError> {
         options.datastore,
         options.network
     );
+    let store = StateStore::open(state)?;
+    let audit = AuditedOperation::start(
+        &store,
+        format!("template import {}", args.file.display()),
+        ResourceChange {
+            address: format!("Template/{}", args.name),
+            host: args.host.clone(),
+            name: args.name.clone(),
+            action: Action::Create,
+            fields: vec![],
+            power_cycle: false,
+            undeclared: false,
+            notes: vec![format!(
+                "import {} to datastore {}",
+                args.file.display(),
+                options.datastore
+            )],
+        },
+        format!("import template {}", args.name),
+    )?;
     let started = Instant::now();
     let display = ProgressDisplay::new();
     let report = |p: ImportProgress| display.report(&p);
@@ -148,8 +171,12 @@ pub async fn import(args: TemplateImportArgs) -> Result<Outcome, CommandError> {
         .await;
     display.finish();
     disconnect(&hosts).await;
-    let template = result.map_err(|e| import_error(e, &args))?;
     let elapsed = started.elapsed();
+    audit.finish(
+        result.as_ref().map(|_| ()).map_err(ToString::to_string),
+        elapsed,
+    )?;
+    let template = result.map_err(|e| import_error(e, &args))?;
 
     for warning in &template.warnings {
         eprintln!("warning: the host said about the descriptor: {warning}");
