@@ -107,6 +107,19 @@ pub fn new_plan_meta(inventory: &Path) -> PlanMeta {
     }
 }
 
+/// Loads and validates the inventory for a command that shows addresses (and reports address
+/// problems itself); other errors stop here, warnings are printed.
+pub fn load_inventory_to_show(path: &Path) -> Result<Inventory, CommandError> {
+    let (inventory, diagnostics) = crate::manifest::load_inventory_without_address_check(path);
+    if crate::diagnostic::has_errors(&diagnostics) {
+        return Err(CommandError::Diagnostics(diagnostics));
+    }
+    for warning in diagnostics {
+        eprintln!("{warning}");
+    }
+    Ok(inventory)
+}
+
 /// Loads and validates the inventory; errors stop here, warnings are printed.
 pub fn load_inventory(path: &Path) -> Result<Inventory, CommandError> {
     let (inventory, warnings) = load_valid_inventory(path).map_err(CommandError::Diagnostics)?;

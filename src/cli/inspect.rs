@@ -14,7 +14,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::connect::{connect, disconnect, load_inventory, observe};
+use super::connect::{connect, disconnect, load_inventory_to_show, observe};
 use super::{CommandError, Outcome};
 use crate::cloudinit::{InterfaceConfig, read_guestinfo, redact_user_data};
 use crate::desired::{DesiredState, DesiredVm, VmSettings};
@@ -55,7 +55,7 @@ pub struct VmInfoArgs {
 
 /// `ceso vm list`: every VM of every host (or of `--host`), and the declared VMs missing there.
 pub async fn list(args: VmListArgs) -> Result<Outcome, CommandError> {
-    let inventory = load_inventory(&args.inventory)?;
+    let inventory = load_inventory_to_show(&args.inventory)?;
     let desired = DesiredState::from_inventory(&inventory);
     let observed = observe_hosts(&desired, args.host.as_deref()).await?;
     let rows = list_rows(&desired, &observed);
@@ -71,7 +71,7 @@ pub async fn list(args: VmListArgs) -> Result<Outcome, CommandError> {
 
 /// `ceso vm info NAME`: one VM in detail, secrets redacted.
 pub async fn info(args: VmInfoArgs) -> Result<Outcome, CommandError> {
-    let inventory = load_inventory(&args.inventory)?;
+    let inventory = load_inventory_to_show(&args.inventory)?;
     let desired = DesiredState::from_inventory(&inventory);
     let observed = observe_hosts(&desired, args.host.as_deref()).await?;
     let (host, vm) = find_vm(&args.name, &desired, &observed)?;

@@ -8,7 +8,7 @@ use anstyle::{AnsiColor, Style};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::connect::{load_inventory, recorded_addresses};
+use super::connect::{load_inventory_to_show, recorded_addresses};
 use super::inspect::{Align, Cell, Table, observe_hosts, print_json};
 use super::{CommandError, Outcome};
 use crate::desired::DesiredState;
@@ -81,7 +81,7 @@ struct AddressReport {
 }
 
 async fn list(args: IpListArgs, state: &Path) -> Result<Outcome, CommandError> {
-    let inventory = load_inventory(&args.inventory)?;
+    let inventory = load_inventory_to_show(&args.inventory)?;
     let mut desired = DesiredState::from_inventory(&inventory);
     let recorded = recorded_addresses(state)?;
     let observed = observe_hosts(&desired, None).await?;

@@ -19,6 +19,7 @@ pub use types::{
     Power, ReservationSpec, SecretRef, SshKeySource, TemplateSpec, VirtualMachineSpec,
 };
 pub use validate::{
-    Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_valid_inventory, name_rule,
+    Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_inventory_without_address_check,
+    load_valid_inventory, name_rule,
 };
 pub(crate) use validate::{parse_interface_address, parse_pool};

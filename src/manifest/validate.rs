@@ -59,6 +59,16 @@ impl Inventory {
 /// Loads and validates the inventory at `path`. The inventory is only usable when the returned
 /// diagnostics hold no error.
 pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
+    load(path, true)
+}
+
+/// [`load_inventory`] without the address allocation check, for the commands that show
+/// addresses (`ceso ip list` reports allocation problems itself, next to what takes the space).
+pub fn load_inventory_without_address_check(path: &Path) -> (Inventory, Vec<Diagnostic>) {
+    load(path, false)
+}
+
+fn load(path: &Path, check_addresses: bool) -> (Inventory, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut documents = read_documents(path, &mut diagnostics);
     let mut inventory = Inventory::default();
@@ -96,7 +106,7 @@ pub fn load_inventory(path: &Path) -> (Inventory, Vec<Diagnostic>) {
             inventory.ssh_keys.insert(vm.name.clone(), keys);
         }
     }
-    if !has_errors(&diagnostics) {
+    if check_addresses && !has_errors(&diagnostics) {
         // Address problems that need no host (duplicates, outside the subnet, the gateway, an
         // exhausted pool) are found here already; the plan adds what the hosts hold.
         let mut desired = crate::desired::DesiredState::from_inventory(&inventory);
