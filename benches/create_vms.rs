@@ -39,24 +39,6 @@ fn vm_manifest(name: &str) -> String {
     )
 }
 
-/// Imports a small Ubuntu-like OVA as template `ubuntu` with `ceso template import`.
-fn import_template(sim: &Simulator, inventory: &Inventory) {
-    let ova = support::ova::build_ova(inventory.dir.path(), "ubuntu-cloudimg", 4 << 20, "efi");
-    let ova = ova.display().to_string();
-    let args = [
-        "template",
-        "import",
-        &ova,
-        "--name",
-        "ubuntu",
-        "--host",
-        "esxi-01",
-        "--inventory",
-        "DIR",
-    ];
-    inventory.ceso(sim, &args).expect(0);
-}
-
 /// SOAP calls per method in the simulator's stats, divided by `per`.
 fn methods_per(stats: &serde_json::Value, per: f64) -> Vec<(String, f64)> {
     stats["methods"]
@@ -93,7 +75,7 @@ fn main() {
         .guest_delay_ms(guest_delay_ms)
         .start();
     let inventory = Inventory::new(&sim, POOL);
-    import_template(&sim, &inventory);
+    inventory.import_template(&sim, "ubuntu");
     let manifests: String = (0..vms)
         .map(|i| vm_manifest(&format!("bench-{i:04}")))
         .collect();

@@ -22,28 +22,6 @@ fn simulator() -> Simulator {
         .start()
 }
 
-/// Imports a small Ubuntu-like OVA as template `ubuntu` with `ceso template import`, which
-/// writes `templates/ubuntu.yaml` into the inventory.
-fn import_template(sim: &Simulator, inv: &Inventory) {
-    let ova = support::ova::build_ova(inv.dir.path(), "ubuntu-cloudimg", 4 << 20, "efi");
-    let ova = ova.display().to_string();
-    inv.ceso(
-        sim,
-        &[
-            "template",
-            "import",
-            &ova,
-            "--name",
-            "ubuntu",
-            "--host",
-            "esxi-01",
-            "--inventory",
-            "DIR",
-        ],
-    )
-    .expect(0);
-}
-
 fn ubuntu_vm(name: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: {name} }}\nspec:\n  host: esxi-01\n  template: ubuntu\n  memory: 1GiB\n{extra}"
@@ -61,7 +39,7 @@ fn guest_ip(sim: &Simulator, vm: &str) -> Option<String> {
 /// An inventory with the pool, an imported template, and `vms`.
 fn inventory(sim: &Simulator, vms: &str) -> Inventory {
     let inv = Inventory::new(sim, &format!("{POOL}{vms}"));
-    import_template(sim, &inv);
+    inv.import_template(sim, "ubuntu");
     inv
 }
 

@@ -76,6 +76,25 @@ impl Inventory {
         child
     }
 
+    /// Imports a small Ubuntu-like OVA (4 MiB, efi) as template `name` with `ceso template
+    /// import`, which writes `templates/<name>.yaml` into the inventory.
+    pub fn import_template(&self, sim: &Simulator, name: &str) {
+        let ova = super::ova::build_ova(self.dir.path(), "ubuntu-cloudimg", 4 << 20, "efi");
+        let ova = ova.display().to_string();
+        let args = [
+            "template",
+            "import",
+            &ova,
+            "--name",
+            name,
+            "--host",
+            "esxi-01",
+            "--inventory",
+            "DIR",
+        ];
+        self.ceso(sim, &args).expect(0);
+    }
+
     /// Runs ceso with `args`, `DIR` replaced by the inventory path.
     pub fn ceso(&self, sim: &Simulator, args: &[&str]) -> Run {
         let path = self.path().display().to_string();
