@@ -1031,16 +1031,10 @@ impl EsxiClient {
         target: &ImportTarget,
     ) -> Result<ImportSpec, ImportError> {
         const STEP: &str = "creating the import spec (CreateImportSpec)";
-        let content = self
-            .call(
-                "RetrieveServiceContent",
-                &method_body(&MoRef::new("ServiceInstance", "ServiceInstance")).finish(),
-            )
-            .await
-            .map_err(host(STEP))?;
-        let ovf_manager = content
-            .path(&["returnval", "ovfManager"])
-            .and_then(Element::as_moref)
+        let ovf_manager = self
+            .service
+            .ovf_manager
+            .clone()
             .ok_or_else(|| ImportError::Host {
                 step: STEP,
                 source: EsxiError::Inventory {

@@ -20,6 +20,8 @@ pub(crate) struct ServiceContent {
     pub session_manager: MoRef,
     /// `VirtualDiskManager` (host-side disk copies); absent on hosts without one.
     pub virtual_disk_manager: Option<MoRef>,
+    /// `OvfManager` (OVA import); absent on hosts without one.
+    pub ovf_manager: Option<MoRef>,
     pub about: HostAbout,
 }
 
@@ -40,6 +42,7 @@ impl ServiceContent {
             view_manager: moref("viewManager")?,
             session_manager: moref("sessionManager")?,
             virtual_disk_manager: moref("virtualDiskManager").ok(),
+            ovf_manager: moref("ovfManager").ok(),
             about: HostAbout {
                 full_name: text("fullName"),
                 api_version: text("apiVersion"),
@@ -218,6 +221,10 @@ mod tests {
         assert_eq!(
             sc.virtual_disk_manager,
             Some(MoRef::new("VirtualDiskManager", "ha-vdiskmanager"))
+        );
+        assert_eq!(
+            sc.ovf_manager,
+            Some(MoRef::new("OvfManager", "ha-ovf-manager"))
         );
         assert_eq!(sc.about.full_name, "VMware ESXi 6.5.0 build-5969303");
         assert_eq!(sc.about.api_version, "6.5");
