@@ -76,7 +76,35 @@ pub struct ObservedVm {
     /// and `guest.net[].ipAddress`), deduplicated, in the order reported. Empty without Tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guest_ips: Vec<String>,
+    /// `config.annotation` (the notes shown in the host client).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub annotation: String,
+    /// CPUs can be added while the VM runs (`config.cpuHotAddEnabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpu_hot_add: bool,
+    /// Memory can be added while the VM runs (`config.memoryHotAddEnabled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_hot_add: bool,
+    /// VMware Tools run in the guest (`guest.toolsRunningStatus` is `guestToolsRunning`), so it
+    /// can be shut down gracefully.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tools_running: bool,
+    /// Every snapshot of the VM (the tree flattened, parents first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<ObservedSnapshot>,
 }
+
+/// A snapshot of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedSnapshot {
+    /// Managed object reference value, e.g. `snapshot-3`.
+    pub moref: String,
+    pub name: String,
+}
+
+/// Name prefix of the snapshot ceso takes of a running VM to clone it; removed right after the
+/// copy (a snapshot with this prefix found later was left by an interrupted run).
+pub const CLONE_SNAPSHOT_PREFIX: &str = "ceso-clone-";
 
 impl ObservedVm {
     /// The manifest name this VM is managed under, if ceso created it.
@@ -169,6 +197,26 @@ pub struct VmCreateSpec {
     /// host assigned (see [`crate::cloudinit::guestinfo`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitConfig>,
+    /// Notes shown in the host client (`config.annotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// Every disk is a host-side copy of this VM's disks (a clone without vCenter): disk `i` is a
+    /// copy of `clone_from.disks[i]`, grown to `disks[i]`. Exclusive with `template_disk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_from: Option<CloneSource>,
+}
+
+/// The VM a new VM is cloned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSource {
+    /// Its name on the host.
+    pub vm: String,
+    pub moref: String,
+    /// Its disks' backing files (`[datastore] dir/file.vmdk`), in order.
+    pub disks: Vec<String>,
+    /// The source runs: copy from a snapshot (named [`CLONE_SNAPSHOT_PREFIX`] + the new VM's
+    /// name) taken for the purpose and removed afterwards, also when the copy fails.
+    pub running: bool,
 }
 
 /// One change to a VM's devices or settings, applied together in one `ReconfigVM_Task`.
@@ -185,6 +233,9 @@ pub struct VmReconfigSpec {
     /// addresses the adapters have after the other changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitConfig>,
+    /// New notes (`config.annotation`); an empty string clears them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }
 
 /// A disk change inside a reconfiguration.
@@ -234,6 +285,24 @@ pub enum HostOp {
     DestroyVm {
         moref: Option<String>,
         vm: String,
+    },
+    /// Shut the guest down through VMware Tools (`ShutdownGuest`) and wait up to
+    /// `timeout_secs` for the VM to be off. When Tools do not run or the time runs out: a hard
+    /// power-off if `force`, otherwise an error that says how to allow one. Records
+    /// `ceso.power=off` once the VM is off.
+    ShutdownVm {
+        moref: Option<String>,
+        vm: String,
+        timeout_secs: u64,
+        force: bool,
+    },
+    /// Remove one snapshot (consolidating it into the disks), e.g. one left by an interrupted
+    /// clone.
+    RemoveSnapshot {
+        moref: Option<String>,
+        vm: String,
+        snapshot: String,
+        name: String,
     },
     /// Wait (read-only) until VMware Tools in the guest reports every one of `addresses`
     /// (plain IPs, no prefix length). Fails on timeout, naming what the guest reported instead.

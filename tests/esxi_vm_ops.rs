@@ -47,6 +47,8 @@ fn vm_spec(sim: &Simulator, name: &str, disks: Vec<u64>, nics: &[&str]) -> VmCre
         template_disk: None,
         firmware: None,
         cloud_init: None,
+        annotation: None,
+        clone_from: None,
     }
 }
 

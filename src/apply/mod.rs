@@ -76,6 +76,8 @@ fn with_moref(op: &HostOp, created: &BTreeMap<String, String>, resource: &str) -
     | HostOp::PowerOn { moref, .. }
     | HostOp::PowerOff { moref, .. }
     | HostOp::DestroyVm { moref, .. }
+    | HostOp::ShutdownVm { moref, .. }
+    | HostOp::RemoveSnapshot { moref, .. }
     | HostOp::WaitForGuestIp { moref, .. } = &mut op
         && moref.is_none()
     {

@@ -606,6 +606,8 @@ fn template_spec(disk0: u64) -> VmCreateSpec {
         template_disk: Some("[datastore1] tmpl/tmpl.vmdk".into()),
         firmware: Some(crate::host::Firmware::Efi),
         cloud_init: None,
+        annotation: None,
+        clone_from: None,
     }
 }
 

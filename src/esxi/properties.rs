@@ -450,6 +450,7 @@ pub(crate) fn observed_vm(o: &ObjectContent) -> ObservedVm {
             _ => None,
         },
         guest_ips: guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net")),
+        ..ObservedVm::default()
     }
 }
 

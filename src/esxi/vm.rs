@@ -549,6 +549,12 @@ impl EsxiClient {
                     .await
             }
             HostOp::DestroyVm { moref, vm } => self.destroy_managed(moref.as_deref(), vm).await,
+            HostOp::ShutdownVm { vm, .. } | HostOp::RemoveSnapshot { vm, .. } => {
+                Err(EsxiError::InvalidSpec {
+                    vm: vm.clone(),
+                    message: "not implemented yet".into(),
+                })
+            }
             HostOp::WaitForGuestIp {
                 moref,
                 vm,
@@ -1096,6 +1102,8 @@ mod tests {
             template_disk: None,
             firmware: None,
             cloud_init: None,
+            annotation: None,
+            clone_from: None,
         }
     }
 
@@ -1231,6 +1239,7 @@ mod tests {
             ],
             extra_config: BTreeMap::from([("guestinfo.userdata".to_owned(), String::new())]),
             cloud_init: None,
+            annotation: None,
         };
         let xml = reconfig_config_spec("vm", &spec, &devices())
             .expect("ok")

@@ -404,6 +404,8 @@ impl Planner {
             template_disk: template.map(|t| t.path.clone()),
             firmware: vm.config.firmware,
             cloud_init: vm.config.cloud_init.clone(),
+            annotation: None,
+            clone_from: None,
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {

@@ -76,6 +76,8 @@ pub fn structure_problems(plan: &Plan) -> Vec<String> {
             | HostOp::PowerOn { moref, .. }
             | HostOp::PowerOff { moref, .. }
             | HostOp::DestroyVm { moref, .. }
+            | HostOp::ShutdownVm { moref, .. }
+            | HostOp::RemoveSnapshot { moref, .. }
             | HostOp::WaitForGuestIp { moref, .. } => moref.as_deref(),
         };
         if let Some(moref) = moref

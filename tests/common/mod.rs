@@ -104,6 +104,8 @@ impl FakeHost {
             | HostOp::PowerOn { vm, .. }
             | HostOp::PowerOff { vm, .. }
             | HostOp::DestroyVm { vm, .. }
+            | HostOp::ShutdownVm { vm, .. }
+            | HostOp::RemoveSnapshot { vm, .. }
             | HostOp::WaitForGuestIp { vm, .. } => vm.clone(),
         };
         self.log.borrow_mut().push(format!("{op:?}"));
@@ -154,7 +156,8 @@ impl FakeHost {
                         .collect(),
                     extra_config: spec.extra_config.clone(),
                     firmware: spec.firmware,
-                    guest_ips: vec![],
+                    annotation: spec.annotation.clone().unwrap_or_default(),
+                    ..ObservedVm::default()
                 };
                 let mut vm = vm;
                 if let Some(template) = &spec.template_disk
@@ -191,6 +194,9 @@ impl FakeHost {
                 }
                 if let Some(guest) = &spec.guest_id {
                     target.guest_id = guest.clone();
+                }
+                if let Some(annotation) = &spec.annotation {
+                    target.annotation = annotation.clone();
                 }
                 for change in &spec.disks {
                     match change {
@@ -252,6 +258,22 @@ impl FakeHost {
             }
             HostOp::WaitForGuestIp { moref, vm, .. } => {
                 self.find(moref, vm)?;
+                Ok(OpOutcome::default())
+            }
+            // The fake guest always has Tools: a shutdown is a power-off.
+            HostOp::ShutdownVm { moref, vm, .. } => {
+                self.set_power(moref, vm, PowerState::PoweredOff)
+            }
+            HostOp::RemoveSnapshot {
+                moref,
+                vm,
+                snapshot,
+                ..
+            } => {
+                let index = self.find(moref, vm)?;
+                self.state.borrow_mut().vms[index]
+                    .snapshots
+                    .retain(|s| &s.moref != snapshot);
                 Ok(OpOutcome::default())
             }
             HostOp::PowerOn { moref, vm } => self.set_power(moref, vm, PowerState::PoweredOn),
