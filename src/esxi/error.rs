@@ -249,6 +249,20 @@ pub enum EsxiError {
         waited_secs: u64,
     },
 
+    /// A graceful shutdown was not possible and a hard power-off was not allowed. The VM was
+    /// left running.
+    #[error(
+        "VM {vm:?} was not shut down: {reason}. It was left running; to allow a hard power-off \
+         instead, set `shutdown: {{ force: true }}` on the VM, or pass `--force-power-off`"
+    )]
+    ShutdownRefused {
+        /// The VM name.
+        vm: String,
+        /// Why the guest did not shut down, e.g. `VMware Tools are not running in the guest` or
+        /// `the guest did not stop within 120 s of the shutdown request`.
+        reason: String,
+    },
+
     /// The inventory lacks something the client needs (datacenter, VM folder, resource pool).
     #[error("unexpected inventory on {address}: {message}")]
     Inventory {
@@ -453,5 +467,19 @@ mod tests {
             "{s}"
         );
         assert!(s.ends_with("remove VM \"web-01\" (moref 3) by hand"), "{s}");
+    }
+
+    #[test]
+    fn shutdown_refusal_says_the_vm_runs_and_how_to_allow_a_power_off() {
+        let e = EsxiError::ShutdownRefused {
+            vm: "db-01".into(),
+            reason: "VMware Tools are not running in the guest".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "VM \"db-01\" was not shut down: VMware Tools are not running in the guest. It was \
+             left running; to allow a hard power-off instead, set `shutdown: { force: true }` on \
+             the VM, or pass `--force-power-off`"
+        );
     }
 }

@@ -8,7 +8,9 @@ use super::envelope::method_body;
 use super::error::EsxiError;
 use super::fault::{LocalizedFault, NOT_AUTHENTICATED};
 use super::xml::{Detach, Element, MoRef, XmlWriter};
-use crate::host::{Firmware, ObservedDisk, ObservedHost, ObservedNic, ObservedVm, PowerState};
+use crate::host::{
+    Firmware, ObservedDisk, ObservedHost, ObservedNic, ObservedSnapshot, ObservedVm, PowerState,
+};
 
 /// VM properties read by `observe()`. Never `all=true`: a VM has hundreds of properties.
 pub(crate) const VM_PATHS: &[&str] = &[
@@ -24,6 +26,11 @@ pub(crate) const VM_PATHS: &[&str] = &[
     "config.firmware",
     "guest.ipAddress",
     "guest.net",
+    "config.annotation",
+    "config.cpuHotAddEnabled",
+    "config.memoryHotAddEnabled",
+    "guest.toolsRunningStatus",
+    "snapshot.rootSnapshotList",
 ];
 
 /// vSphere device types that are network adapters (all `VirtualEthernetCard` subtypes).
@@ -450,8 +457,50 @@ pub(crate) fn observed_vm(o: &ObjectContent) -> ObservedVm {
             _ => None,
         },
         guest_ips: guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net")),
-        ..ObservedVm::default()
+        annotation: o
+            .prop_text("config.annotation")
+            .unwrap_or_default()
+            .to_owned(),
+        cpu_hot_add: text("config.cpuHotAddEnabled") == "true",
+        memory_hot_add: text("config.memoryHotAddEnabled") == "true",
+        tools_running: tools_running(o.prop_text("guest.toolsRunningStatus")),
+        snapshots: o
+            .prop("snapshot.rootSnapshotList")
+            .map(flatten_snapshots)
+            .unwrap_or_default(),
     }
+}
+
+/// Whether `guest.toolsRunningStatus` says VMware Tools run in the guest (so it can be shut
+/// down gracefully).
+pub(crate) fn tools_running(status: Option<&str>) -> bool {
+    matches!(
+        status.map(str::trim),
+        Some("guestToolsRunning" | "guestToolsExecutingScripts")
+    )
+}
+
+/// Every snapshot of a `snapshot.rootSnapshotList` (`ArrayOfVirtualMachineSnapshotTree`), the
+/// tree flattened depth-first, parents before their children.
+pub(crate) fn flatten_snapshots(root_list: &Element) -> Vec<ObservedSnapshot> {
+    /// One `VirtualMachineSnapshotTree`; each of its `childSnapshotList` elements is a subtree.
+    fn walk(tree: &Element, out: &mut Vec<ObservedSnapshot>) {
+        let Some(moref) = tree.child("snapshot").and_then(Element::as_moref) else {
+            return;
+        };
+        out.push(ObservedSnapshot {
+            moref: moref.value,
+            name: tree.child_text("name").unwrap_or_default().to_owned(),
+        });
+        for child in tree.children_named("childSnapshotList") {
+            walk(child, out);
+        }
+    }
+    let mut out = Vec::new();
+    for tree in &root_list.children {
+        walk(tree, &mut out);
+    }
+    out
 }
 
 /// The addresses VMware Tools reports: `guest.ipAddress` first, then every `ipAddress` of
@@ -761,5 +810,90 @@ mod tests {
         assert_eq!(observed_vm(&vm("")).firmware, None);
         assert!(VM_PATHS.contains(&"config.firmware"));
         assert!(VM_PATHS.contains(&"guest.net") && VM_PATHS.contains(&"guest.ipAddress"));
+    }
+
+    #[test]
+    fn observe_reads_annotation_hot_add_tools_and_the_snapshot_tree_parents_first() {
+        let tree = val(r#"x:type="ArrayOfVirtualMachineSnapshotTree">
+            <VirtualMachineSnapshotTree>
+              <snapshot type="VirtualMachineSnapshot">snapshot-1</snapshot>
+              <vm type="VirtualMachine">vm-3</vm><name>base</name><id>1</id>
+              <childSnapshotList>
+                <snapshot type="VirtualMachineSnapshot">snapshot-2</snapshot>
+                <name>before upgrade</name>
+                <childSnapshotList>
+                  <snapshot type="VirtualMachineSnapshot">snapshot-4</snapshot>
+                  <name>ceso-clone-web-02</name>
+                </childSnapshotList>
+              </childSnapshotList>
+              <childSnapshotList>
+                <snapshot type="VirtualMachineSnapshot">snapshot-3</snapshot>
+                <name>sibling</name>
+              </childSnapshotList>
+            </VirtualMachineSnapshotTree>
+            <VirtualMachineSnapshotTree>
+              <snapshot type="VirtualMachineSnapshot">snapshot-5</snapshot><name>second root</name>
+            </VirtualMachineSnapshotTree>"#);
+        let o = ObjectContent {
+            obj: MoRef::new("VirtualMachine", "3"),
+            props: vec![
+                ("name".to_owned(), Element::leaf("val", "web-01")),
+                (
+                    "config.annotation".to_owned(),
+                    Element::leaf("val", "Owner: ops\nTicket 42 "),
+                ),
+                (
+                    "config.cpuHotAddEnabled".to_owned(),
+                    Element::leaf("val", "true"),
+                ),
+                (
+                    "config.memoryHotAddEnabled".to_owned(),
+                    Element::leaf("val", "false"),
+                ),
+                (
+                    "guest.toolsRunningStatus".to_owned(),
+                    Element::leaf("val", "guestToolsRunning"),
+                ),
+                ("snapshot.rootSnapshotList".to_owned(), tree),
+            ],
+            missing: vec![],
+        };
+        let vm = observed_vm(&o);
+        assert_eq!(vm.annotation, "Owner: ops\nTicket 42 ");
+        assert!(vm.cpu_hot_add);
+        assert!(!vm.memory_hot_add);
+        assert!(vm.tools_running);
+        let snapshots: Vec<(&str, &str)> = vm
+            .snapshots
+            .iter()
+            .map(|s| (s.moref.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(
+            snapshots,
+            [
+                ("snapshot-1", "base"),
+                ("snapshot-2", "before upgrade"),
+                ("snapshot-4", "ceso-clone-web-02"),
+                ("snapshot-3", "sibling"),
+                ("snapshot-5", "second root"),
+            ]
+        );
+        // Properties a host leaves unset (no snapshot, no Tools) are absent, not errors.
+        let bare = observed_vm(&ObjectContent {
+            obj: MoRef::new("VirtualMachine", "4"),
+            props: vec![("name".to_owned(), Element::leaf("val", "bare"))],
+            missing: vec![],
+        });
+        assert_eq!(
+            (
+                bare.annotation.as_str(),
+                bare.cpu_hot_add,
+                bare.tools_running
+            ),
+            ("", false, false)
+        );
+        assert!(bare.snapshots.is_empty());
+        assert!(!tools_running(Some("guestToolsNotRunning")));
+        assert!(tools_running(Some(" guestToolsExecutingScripts ")));
     }
 }

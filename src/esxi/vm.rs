@@ -9,13 +9,14 @@ use super::EsxiClient;
 use super::envelope::method_body;
 use super::error::EsxiError;
 use super::properties::{
-    FilterSpec, ObjectContent, device_key, guest_ips, is_disk, is_nic, parse_devices, traversal,
+    FilterSpec, ObjectContent, device_key, guest_ips, is_disk, is_nic, parse_devices,
+    tools_running, traversal,
 };
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
 use crate::cloudinit::CloudInitConfig;
 use crate::host::{
-    DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec,
-    VmReconfigSpec,
+    CLONE_SNAPSHOT_PREFIX, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome,
+    POWER_KEY, PROTECT_KEY, VmCreateSpec, VmReconfigSpec,
 };
 
 /// Device key of the SCSI controller created together with a VM's disks.
@@ -39,8 +40,10 @@ const SCSI_TYPES: &[&str] = &[
 
 /// How often `WaitForGuestIp` reads the guest's addresses.
 const GUEST_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How often `WaitForGuestIp` reports its progress.
+/// How often `WaitForGuestIp` and `ShutdownVm` report their progress.
 const GUEST_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Why a VM cannot be shut down gracefully when its Tools do not run.
+const TOOLS_NOT_RUNNING: &str = "VMware Tools are not running in the guest";
 
 /// Where new VMs go: the datacenter's VM folder and the host's root resource pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +135,28 @@ fn fresh_units(count: usize) -> impl Iterator<Item = i32> {
     (0..SCSI_UNITS).filter(|u| *u != 7).take(count)
 }
 
+/// The disks a new VM gets as host-side copies, in order: the template disk, or every disk of
+/// the VM it is cloned from. Empty for a VM with new, empty disks only.
+pub(crate) fn disks_to_copy(spec: &VmCreateSpec) -> Result<Vec<&str>, EsxiError> {
+    match (&spec.template_disk, &spec.clone_from) {
+        (Some(_), Some(source)) => Err(EsxiError::InvalidSpec {
+            vm: spec.name.clone(),
+            message: format!(
+                "it names both a template disk and a VM to clone ({:?}); give one source",
+                source.vm
+            ),
+        }),
+        (Some(template), None) => Ok(vec![template.as_str()]),
+        (None, Some(source)) => Ok(source.disks.iter().map(String::as_str).collect()),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
 /// The `VirtualMachineConfigSpec` of `CreateVM_Task` (as the `config` element).
 ///
-/// With a template disk the VM is created without disks (the SCSI controller is still
-/// created): disk 0 is attached once the template is copied into the VM's folder, and the new
-/// disks are added with it so that they take the unit numbers after it.
+/// With disks to copy (a template or a clone source) the VM is created without disks (the SCSI
+/// controller is still created): the copies are attached once they are in the VM's folder, and
+/// the new disks are added with them so that they take the unit numbers after them.
 pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiError> {
     let max_disks = fresh_units(usize::MAX).count();
     if spec.disks.len() > max_disks {
@@ -148,15 +168,19 @@ pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiErro
             ),
         });
     }
-    let new_disks: &[u64] = if spec.template_disk.is_some() {
-        &[]
-    } else {
+    let new_disks: &[u64] = if disks_to_copy(spec)?.is_empty() {
         &spec.disks
+    } else {
+        &[]
     };
     let mut w = XmlWriter::new();
     w.start("config").leaf("name", &spec.name);
     if !spec.guest_id.is_empty() {
         w.leaf("guestId", &spec.guest_id);
+    }
+    // Schema order: annotation comes after guestId, before files.
+    if let Some(annotation) = spec.annotation.as_deref().filter(|a| !a.is_empty()) {
+        w.leaf("annotation", annotation);
     }
     w.start("files")
         .leaf("vmPathName", &format!("[{}]", spec.datastore))
@@ -189,10 +213,11 @@ pub(crate) fn create_config_spec(spec: &VmCreateSpec) -> Result<String, EsxiErro
     Ok(w.finish())
 }
 
-/// The path of a disk named after the VM beside its `.vmx`:
-/// `[ds] web-01/web-01.vmx` → `[ds] web-01/web-01.vmdk`. `None` for a path that is not a
+/// The path of the VM's disk number `index` beside its `.vmx`, named as the host names new
+/// disks: `[ds] web-01/web-01.vmx` → `[ds] web-01/web-01.vmdk` (index 0),
+/// `[ds] web-01/web-01_1.vmdk` (index 1), ... `None` for a path that is not a
 /// `[datastore] dir/name.vmx` path.
-pub(crate) fn disk_path_beside_vmx(vmx_path: &str) -> Option<String> {
+pub(crate) fn disk_path_beside_vmx(vmx_path: &str, index: usize) -> Option<String> {
     let vmx_path = vmx_path.trim();
     if !vmx_path.starts_with('[') || !vmx_path.contains(']') {
         return None;
@@ -202,7 +227,11 @@ pub(crate) fn disk_path_beside_vmx(vmx_path: &str) -> Option<String> {
     if file.is_empty() {
         return None;
     }
-    Some(format!("{stem}.vmdk"))
+    Some(if index == 0 {
+        format!("{stem}.vmdk")
+    } else {
+        format!("{stem}_{index}.vmdk")
+    })
 }
 
 /// The arguments of `VirtualDiskManager.CopyVirtualDisk_Task`: a thin copy (without
@@ -226,14 +255,15 @@ pub(crate) fn copy_disk_body(
     w.finish()
 }
 
-/// The `ReconfigVM_Task` spec that attaches the copied template disk `file_name` (as the first
-/// free unit of the VM's SCSI controller, unit 0 on a fresh VM) and adds `new_disks` after it.
+/// The `ReconfigVM_Task` spec that attaches the copied disks `copies` in order (on the first
+/// free units of the VM's SCSI controller, units 0, 1, ... on a fresh VM) and adds `new_disks`
+/// after them.
 ///
-/// The copy is attached as it is (existing backing, no `fileOperation`, capacity 0: the host
+/// Each copy is attached as it is (existing backing, no `fileOperation`, capacity 0: the host
 /// reads the real capacity from the disk); growing it is a separate edit.
 pub(crate) fn attach_disks_spec(
     vm: &str,
-    file_name: &str,
+    copies: &[String],
     new_disks: &[u64],
     devices: &[Element],
 ) -> Result<String, EsxiError> {
@@ -243,29 +273,28 @@ pub(crate) fn attach_disks_spec(
     if let Some((key, bus)) = allocator.new_controller {
         write_new_controller(&mut w, key, bus);
     }
-    let unit = allocator.next(vm)?;
-    w.start("deviceChange")
-        .leaf("operation", "add")
-        .start_typed("device", "VirtualDisk")
-        .leaf("key", &NEW_DISK_KEY.to_string())
-        .start_typed("backing", "VirtualDiskFlatVer2BackingInfo")
-        .leaf("fileName", file_name)
-        .leaf("diskMode", "persistent")
-        .end("backing")
-        .leaf("controllerKey", &allocator.controller_key.to_string())
-        .leaf("unitNumber", &unit.to_string())
-        .leaf("capacityInKB", "0")
-        .end("device")
-        .end("deviceChange");
-    for (i, bytes) in new_disks.iter().enumerate() {
+    let mut next_key = NEW_DISK_KEY;
+    for file_name in copies {
         let unit = allocator.next(vm)?;
-        write_new_disk(
-            &mut w,
-            NEW_DISK_KEY - 1 - i as i32,
-            allocator.controller_key,
-            unit,
-            *bytes,
-        );
+        w.start("deviceChange")
+            .leaf("operation", "add")
+            .start_typed("device", "VirtualDisk")
+            .leaf("key", &next_key.to_string())
+            .start_typed("backing", "VirtualDiskFlatVer2BackingInfo")
+            .leaf("fileName", file_name)
+            .leaf("diskMode", "persistent")
+            .end("backing")
+            .leaf("controllerKey", &allocator.controller_key.to_string())
+            .leaf("unitNumber", &unit.to_string())
+            .leaf("capacityInKB", "0")
+            .end("device")
+            .end("deviceChange");
+        next_key -= 1;
+    }
+    for bytes in new_disks {
+        let unit = allocator.next(vm)?;
+        write_new_disk(&mut w, next_key, allocator.controller_key, unit, *bytes);
+        next_key -= 1;
     }
     w.end("spec");
     Ok(w.finish())
@@ -510,6 +539,7 @@ pub(crate) fn reconfig_config_spec(
     if spec.cpu.is_none()
         && spec.memory_mib.is_none()
         && spec.guest_id.is_none()
+        && spec.annotation.is_none()
         && device_changes.is_empty()
         && spec.extra_config.is_empty()
     {
@@ -519,6 +549,10 @@ pub(crate) fn reconfig_config_spec(
     w.start("spec");
     if let Some(g) = &spec.guest_id {
         w.leaf("guestId", g);
+    }
+    // An empty annotation clears the notes.
+    if let Some(annotation) = &spec.annotation {
+        w.leaf("annotation", annotation);
     }
     if let Some(c) = spec.cpu {
         w.leaf("numCPUs", &c.to_string());
@@ -530,6 +564,49 @@ pub(crate) fn reconfig_config_spec(
     write_extra_config(&mut w, &spec.extra_config, false);
     w.end("spec");
     Ok(Some(w.finish()))
+}
+
+/// The arguments of `CreateSnapshot_Task` for the snapshot a running VM is cloned from
+/// ([`CLONE_SNAPSHOT_PREFIX`] + the clone's name): without memory and without quiescing, so the
+/// guest is not involved; the snapshot only makes the base disks read-only for the copy.
+pub(crate) fn clone_snapshot_body(source: &MoRef, clone_name: &str) -> String {
+    let mut w = method_body(source);
+    w.leaf("name", &format!("{CLONE_SNAPSHOT_PREFIX}{clone_name}"))
+        .leaf(
+            "description",
+            &format!("Taken by ceso to clone this VM to {clone_name}; removed after the copy"),
+        )
+        .leaf("memory", "false")
+        .leaf("quiesce", "false");
+    w.finish()
+}
+
+/// The arguments of `RemoveSnapshot_Task`: this snapshot only (its children stay), its changes
+/// consolidated into the disks.
+pub(crate) fn remove_snapshot_body(snapshot: &MoRef) -> String {
+    let mut w = method_body(snapshot);
+    w.leaf("removeChildren", "false")
+        .leaf("consolidate", "true");
+    w.finish()
+}
+
+/// A snapshot ceso took of a clone source and has not removed yet.
+#[derive(Debug, Clone)]
+struct CloneSnapshot {
+    snapshot: MoRef,
+    name: String,
+    /// The source VM's name.
+    source: String,
+}
+
+/// What a creation has made so far that destroying the new VM would not remove.
+#[derive(Debug, Default)]
+struct CreateLeftovers {
+    /// Copied disks not yet attached to the new VM (once attached, destroying the VM deletes
+    /// them).
+    unattached_copies: Vec<String>,
+    /// The snapshot of a running clone source, until it is removed.
+    clone_snapshot: Option<CloneSnapshot>,
 }
 
 impl EsxiClient {
@@ -549,11 +626,33 @@ impl EsxiClient {
                     .await
             }
             HostOp::DestroyVm { moref, vm } => self.destroy_managed(moref.as_deref(), vm).await,
-            HostOp::ShutdownVm { vm, .. } | HostOp::RemoveSnapshot { vm, .. } => {
-                Err(EsxiError::InvalidSpec {
-                    vm: vm.clone(),
-                    message: "not implemented yet".into(),
-                })
+            HostOp::ShutdownVm {
+                moref,
+                vm,
+                timeout_secs,
+                force,
+            } => {
+                self.shutdown_vm(
+                    moref.as_deref(),
+                    vm,
+                    Duration::from_secs(*timeout_secs),
+                    *force,
+                )
+                .await
+            }
+            HostOp::RemoveSnapshot {
+                vm, snapshot, name, ..
+            } => {
+                let snapshot = MoRef::new("VirtualMachineSnapshot", snapshot);
+                if self.remove_snapshot(&snapshot, vm).await? {
+                    tracing::info!("{vm}: removed snapshot {name:?} ({})", snapshot.value);
+                } else {
+                    tracing::info!(
+                        "{vm}: snapshot {name:?} ({}) was already gone",
+                        snapshot.value
+                    );
+                }
+                Ok(OpOutcome::default())
             }
             HostOp::WaitForGuestIp {
                 moref,
@@ -572,16 +671,17 @@ impl EsxiClient {
         }
     }
 
-    /// `CreateVM_Task`, then (from a template) the disk copy, attach and grow, then (with
-    /// cloud-init) the guestinfo. When a step after the creation fails, the new VM is
-    /// destroyed again.
+    /// `CreateVM_Task`, then (from a template or a clone source) the disk copies, attach and
+    /// grow, then (with cloud-init) the guestinfo. When a step after the creation fails, the
+    /// new VM is destroyed again (and a clone snapshot removed). Never `CloneVM_Task`: a
+    /// standalone host refuses it.
     async fn create_vm(&self, spec: &VmCreateSpec) -> Result<OpOutcome, EsxiError> {
         let config = create_config_spec(spec)?;
         let placement = self.placement().await?;
-        if spec.template_disk.is_some() && self.service.virtual_disk_manager.is_none() {
+        if !disks_to_copy(spec)?.is_empty() && self.service.virtual_disk_manager.is_none() {
             return Err(EsxiError::Inventory {
                 address: self.transport.address().to_owned(),
-                message: "the host has no VirtualDiskManager to copy the template disk with".into(),
+                message: "the host has no VirtualDiskManager to copy disks with".into(),
             });
         }
         let mut w = method_body(&placement.vm_folder);
@@ -597,13 +697,13 @@ impl EsxiClient {
                 method: "CreateVM_Task".into(),
                 message: "the task result holds no VM reference".into(),
             })?;
-        let mut unattached_copy = None;
+        let mut leftovers = CreateLeftovers::default();
         if let Err(cause) = self
-            .finish_create(&created, spec, placement, &mut unattached_copy)
+            .finish_create(&created, spec, placement, &mut leftovers)
             .await
         {
             return Err(self
-                .roll_back_create(&created, &spec.name, placement, unattached_copy, cause)
+                .roll_back_create(&created, &spec.name, placement, leftovers, cause)
                 .await);
         }
         Ok(OpOutcome {
@@ -611,88 +711,65 @@ impl EsxiClient {
         })
     }
 
-    /// The steps after `CreateVM_Task`. `unattached_copy` holds the copied template disk while
-    /// it is not yet attached (the rollback deletes it then; once attached, destroying the VM
-    /// deletes it).
+    /// The steps after `CreateVM_Task`, recording in `leftovers` what the rollback would have
+    /// to remove besides the VM.
     async fn finish_create(
         &self,
         vm_ref: &MoRef,
         spec: &VmCreateSpec,
         placement: &Placement,
-        unattached_copy: &mut Option<String>,
+        leftovers: &mut CreateLeftovers,
     ) -> Result<(), EsxiError> {
         let vm = spec.name.as_str();
+        let sources = disks_to_copy(spec)?;
         let mut devices = None;
-        if let (Some(template), Some(disk_manager)) =
-            (&spec.template_disk, &self.service.virtual_disk_manager)
-        {
+        if !sources.is_empty() {
             let o = self
-                .retrieve_one(
+                .read_vm(
                     vm_ref,
+                    vm,
                     &["config.files.vmPathName", "config.hardware.device"],
                 )
-                .await?
-                .ok_or_else(|| EsxiError::VmNotFound { vm: vm.to_owned() })?;
+                .await?;
             let vmx_path = o.prop_text("config.files.vmPathName").unwrap_or_default();
-            let dest = disk_path_beside_vmx(vmx_path).ok_or_else(|| EsxiError::Protocol {
-                address: self.transport.address().to_owned(),
-                method: "RetrievePropertiesEx".into(),
-                message: format!("VM {vm:?} has no usable config.files.vmPathName ({vmx_path:?})"),
-            })?;
+            let dests: Vec<String> = (0..sources.len())
+                .map(|i| disk_path_beside_vmx(vmx_path, i))
+                .collect::<Option<_>>()
+                .ok_or_else(|| EsxiError::Protocol {
+                    address: self.transport.address().to_owned(),
+                    method: "RetrievePropertiesEx".into(),
+                    message: format!(
+                        "VM {vm:?} has no usable config.files.vmPathName ({vmx_path:?})"
+                    ),
+                })?;
             let fresh_devices = o
                 .prop("config.hardware.device")
                 .map(|d| d.children.clone())
                 .unwrap_or_default();
-            tracing::info!("{vm}: copying template disk {template} to {dest}");
-            let body = copy_disk_body(disk_manager, &placement.datacenter, template, &dest);
-            self.run_task("CopyVirtualDisk_Task", &body, vm).await?;
-            *unattached_copy = Some(dest.clone());
+
+            match spec.clone_from.as_ref().filter(|source| source.running) {
+                Some(source) => {
+                    self.copy_from_snapshot(source, vm, &sources, &dests, placement, leftovers)
+                        .await?
+                }
+                None => {
+                    self.copy_disks(vm, &sources, &dests, placement, leftovers)
+                        .await?
+                }
+            }
 
             let attach = attach_disks_spec(
                 vm,
-                &dest,
-                spec.disks.get(1..).unwrap_or(&[]),
+                &dests,
+                spec.disks.get(sources.len()..).unwrap_or(&[]),
                 &fresh_devices,
             )?;
             self.reconfig_task(vm_ref, vm, &attach).await?;
-            *unattached_copy = None;
+            leftovers.unattached_copies.clear();
 
             let attached = self.vm_devices(vm_ref, vm).await?;
-            if let Some(&wanted) = spec.disks.first() {
-                let (disks, _) = parse_devices(&attached);
-                let disk = disks.iter().find(|d| d.file_name == dest).ok_or_else(|| {
-                    EsxiError::InvalidSpec {
-                        vm: vm.to_owned(),
-                        message: format!(
-                            "the attached template disk {dest} is not among the VM's disks"
-                        ),
-                    }
-                })?;
-                let wanted_bytes = kib(wanted) * 1024;
-                if wanted_bytes < disk.capacity_bytes {
-                    return Err(EsxiError::InvalidSpec {
-                        vm: vm.to_owned(),
-                        message: format!(
-                            "the template disk {template} holds {} bytes, more than the {wanted} \
-                             bytes declared for disk 0; disks never shrink: declare at least the \
-                             template's size",
-                            disk.capacity_bytes
-                        ),
-                    });
-                }
-                if wanted_bytes > disk.capacity_bytes {
-                    let grow = VmReconfigSpec {
-                        disks: vec![DiskChange::Grow {
-                            key: disk.key,
-                            size_bytes: wanted,
-                        }],
-                        ..VmReconfigSpec::default()
-                    };
-                    if let Some(config) = reconfig_config_spec(vm, &grow, &attached)? {
-                        self.reconfig_task(vm_ref, vm, &config).await?;
-                    }
-                }
-            }
+            self.grow_copies(vm_ref, vm, &sources, &dests, &spec.disks, &attached)
+                .await?;
             devices = Some(attached);
         }
         if let Some(cloud_init) = &spec.cloud_init {
@@ -706,56 +783,342 @@ impl EsxiClient {
         Ok(())
     }
 
-    /// Removes a VM whose creation failed part-way: the copied disk if it was never attached,
-    /// then the VM itself (with its attached disks). Returns the error to report.
+    /// Copies `sources[i]` to `dests[i]` on the host (`CopyVirtualDisk_Task`, thin), one after
+    /// the other, recording each finished copy as unattached.
+    async fn copy_disks(
+        &self,
+        vm: &str,
+        sources: &[&str],
+        dests: &[String],
+        placement: &Placement,
+        leftovers: &mut CreateLeftovers,
+    ) -> Result<(), EsxiError> {
+        let disk_manager =
+            self.service
+                .virtual_disk_manager
+                .as_ref()
+                .ok_or_else(|| EsxiError::Inventory {
+                    address: self.transport.address().to_owned(),
+                    message: "the host has no VirtualDiskManager to copy disks with".into(),
+                })?;
+        for (i, (source, dest)) in sources.iter().zip(dests).enumerate() {
+            tracing::info!(
+                "{vm}: copying disk {} of {} ({source}) to {dest}",
+                i + 1,
+                sources.len()
+            );
+            let body = copy_disk_body(disk_manager, &placement.datacenter, source, dest);
+            self.run_task("CopyVirtualDisk_Task", &body, vm).await?;
+            leftovers.unattached_copies.push(dest.clone());
+        }
+        Ok(())
+    }
+
+    /// Copies the disks of a running source: snapshot it (so its base disks are read-only and
+    /// the copy consistent), copy, and remove the snapshot whether the copy worked or not.
+    async fn copy_from_snapshot(
+        &self,
+        source: &CloneSource,
+        vm: &str,
+        sources: &[&str],
+        dests: &[String],
+        placement: &Placement,
+        leftovers: &mut CreateLeftovers,
+    ) -> Result<(), EsxiError> {
+        let source_ref = MoRef::new("VirtualMachine", &source.moref);
+        let name = format!("{CLONE_SNAPSHOT_PREFIX}{vm}");
+        tracing::info!(
+            "{vm}: taking snapshot {name:?} of the running {}",
+            source.vm
+        );
+        let result = self
+            .run_task(
+                "CreateSnapshot_Task",
+                &clone_snapshot_body(&source_ref, vm),
+                &source.vm,
+            )
+            .await
+            .map_err(|e| vm_gone(e, &source.vm))?;
+        let snapshot = result
+            .and_then(|r| r.as_moref())
+            .ok_or_else(|| EsxiError::Protocol {
+                address: self.transport.address().to_owned(),
+                method: "CreateSnapshot_Task".into(),
+                message: "the task result holds no snapshot reference".into(),
+            })?;
+        leftovers.clone_snapshot = Some(CloneSnapshot {
+            snapshot: snapshot.clone(),
+            name: name.clone(),
+            source: source.vm.clone(),
+        });
+        let copied = self
+            .copy_disks(vm, sources, dests, placement, leftovers)
+            .await;
+        let removed = self.remove_snapshot(&snapshot, &source.vm).await;
+        match &removed {
+            Ok(_) => {
+                tracing::info!("{vm}: removed snapshot {name:?} of {}", source.vm);
+                leftovers.clone_snapshot = None;
+            }
+            Err(e) => tracing::warn!(
+                "{vm}: removing snapshot {name:?} of {} failed: {e}",
+                source.vm
+            ),
+        }
+        copied?;
+        removed.map(|_| ())
+    }
+
+    /// Grows each copied disk to its declared size (one `ReconfigVM_Task` for all); a copy
+    /// larger than declared is an error: disks never shrink.
+    async fn grow_copies(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        sources: &[&str],
+        dests: &[String],
+        declared: &[u64],
+        attached: &[Element],
+    ) -> Result<(), EsxiError> {
+        let (disks, _) = parse_devices(attached);
+        let mut grow = VmReconfigSpec::default();
+        for (i, ((source, dest), &wanted)) in sources.iter().zip(dests).zip(declared).enumerate() {
+            let disk = disks.iter().find(|d| d.file_name == *dest).ok_or_else(|| {
+                EsxiError::InvalidSpec {
+                    vm: vm.to_owned(),
+                    message: format!("the attached copy {dest} is not among the VM's disks"),
+                }
+            })?;
+            let wanted_bytes = kib(wanted) * 1024;
+            if wanted_bytes < disk.capacity_bytes {
+                return Err(EsxiError::InvalidSpec {
+                    vm: vm.to_owned(),
+                    message: format!(
+                        "the copied disk {source} holds {} bytes, more than the {wanted} bytes \
+                         declared for disk {i}; disks never shrink: declare at least the \
+                         source's size",
+                        disk.capacity_bytes
+                    ),
+                });
+            }
+            if wanted_bytes > disk.capacity_bytes {
+                grow.disks.push(DiskChange::Grow {
+                    key: disk.key,
+                    size_bytes: wanted,
+                });
+            }
+        }
+        if let Some(config) = reconfig_config_spec(vm, &grow, attached)? {
+            self.reconfig_task(vm_ref, vm, &config).await?;
+        }
+        Ok(())
+    }
+
+    /// `RemoveSnapshot_Task` (this snapshot only, consolidated). `Ok(false)` when the snapshot
+    /// is already gone.
+    async fn remove_snapshot(&self, snapshot: &MoRef, vm: &str) -> Result<bool, EsxiError> {
+        match self
+            .run_task("RemoveSnapshot_Task", &remove_snapshot_body(snapshot), vm)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.fault_type() == Some("ManagedObjectNotFound") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes what a creation that failed part-way made: the clone snapshot if it is still
+    /// there, the copied disks never attached, then the VM itself (with its attached disks).
+    /// Returns the error to report; it names whatever could not be removed.
     async fn roll_back_create(
         &self,
         vm_ref: &MoRef,
         vm: &str,
         placement: &Placement,
-        unattached_copy: Option<String>,
+        leftovers: CreateLeftovers,
         cause: EsxiError,
     ) -> EsxiError {
         tracing::warn!(
             "creating {vm} failed ({cause}); destroying the new VM {}",
             vm_ref.value
         );
-        let cause = Box::new(cause);
-        let leftover_vm = || format!("VM {vm:?} (moref {})", vm_ref.value);
-        if let (Some(disk), Some(disk_manager)) =
-            (&unattached_copy, &self.service.virtual_disk_manager)
+        let mut remaining: Vec<String> = Vec::new();
+        let mut first_failure: Option<EsxiError> = None;
+        let mut failed = |error: EsxiError, what: String, remaining: &mut Vec<String>| {
+            tracing::warn!("rolling back {vm}: could not remove {what}: {error}");
+            remaining.push(what);
+            first_failure.get_or_insert(error);
+        };
+        if let Some(snap) = &leftovers.clone_snapshot
+            && let Err(e) = self.remove_snapshot(&snap.snapshot, &snap.source).await
         {
-            let mut w = method_body(disk_manager);
-            w.leaf("name", disk)
-                .moref("datacenter", &placement.datacenter);
-            match self
-                .run_task("DeleteVirtualDisk_Task", &w.finish(), vm)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.fault_type() == Some("FileNotFound") => {}
-                Err(rollback) => {
-                    return EsxiError::RollbackFailed {
-                        vm: vm.to_owned(),
-                        cause,
-                        rollback: Box::new(rollback),
-                        leftover: format!("{} and the disk {disk}", leftover_vm()),
-                    };
+            failed(
+                e,
+                format!(
+                    "the snapshot {:?} ({}) of VM {:?}",
+                    snap.name, snap.snapshot.value, snap.source
+                ),
+                &mut remaining,
+            );
+        }
+        if let Some(disk_manager) = &self.service.virtual_disk_manager {
+            for disk in &leftovers.unattached_copies {
+                let mut w = method_body(disk_manager);
+                w.leaf("name", disk)
+                    .moref("datacenter", &placement.datacenter);
+                match self
+                    .run_task("DeleteVirtualDisk_Task", &w.finish(), vm)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.fault_type() == Some("FileNotFound") => {}
+                    Err(e) => failed(e, format!("the disk {disk}"), &mut remaining),
                 }
             }
         }
         let w = method_body(vm_ref);
-        match self.run_task("Destroy_Task", &w.finish(), vm).await {
-            Ok(_) => EsxiError::CreateRolledBack {
+        if let Err(e) = self.run_task("Destroy_Task", &w.finish(), vm).await {
+            remaining.insert(0, format!("VM {vm:?} (moref {})", vm_ref.value));
+            first_failure.get_or_insert(e);
+        }
+        let cause = Box::new(cause);
+        match first_failure {
+            None => EsxiError::CreateRolledBack {
                 vm: vm.to_owned(),
                 cause,
             },
-            Err(rollback) => EsxiError::RollbackFailed {
+            Some(rollback) => EsxiError::RollbackFailed {
                 vm: vm.to_owned(),
                 cause,
                 rollback: Box::new(rollback),
-                leftover: leftover_vm(),
+                leftover: remaining.join(" and "),
             },
+        }
+    }
+
+    /// Shuts the guest down through VMware Tools and waits up to `timeout` for the VM to be
+    /// off; without Tools, or when the time runs out, powers it off hard if `force`, otherwise
+    /// refuses ([`EsxiError::ShutdownRefused`], the VM left running). A VM that is already off
+    /// is fine. Records `ceso.power=off` once the VM is off.
+    async fn shutdown_vm(
+        &self,
+        moref: Option<&str>,
+        vm: &str,
+        timeout: Duration,
+        force: bool,
+    ) -> Result<OpOutcome, EsxiError> {
+        let vm_ref = self.resolve_vm(moref, vm).await?;
+        let o = self
+            .read_vm(
+                &vm_ref,
+                vm,
+                &["runtime.powerState", "guest.toolsRunningStatus"],
+            )
+            .await?;
+        let state = o
+            .prop_text("runtime.powerState")
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        if state == "poweredOff" {
+            tracing::info!("{vm} is already poweredOff");
+            self.record_power(&vm_ref, vm, "off").await;
+            return Ok(OpOutcome::default());
+        }
+        let reason = if state != "poweredOn" {
+            format!("it is {state}, and only a running guest can shut itself down")
+        } else if !tools_running(o.prop_text("guest.toolsRunningStatus")) {
+            TOOLS_NOT_RUNNING.to_owned()
+        } else {
+            tracing::info!("{vm}: asking the guest to shut down (VMware Tools)");
+            let w = method_body(&vm_ref);
+            match self
+                .call("ShutdownGuest", &w.finish())
+                .await
+                .map_err(|e| vm_gone(e, vm))
+            {
+                Ok(_) => {
+                    if self.wait_powered_off(&vm_ref, vm, timeout).await? {
+                        tracing::info!("{vm}: the guest shut down");
+                        self.record_power(&vm_ref, vm, "off").await;
+                        return Ok(OpOutcome::default());
+                    }
+                    format!(
+                        "the guest did not stop within {} s of the shutdown request",
+                        timeout.as_secs()
+                    )
+                }
+                Err(e) if e.fault_type() == Some("ToolsUnavailable") => {
+                    TOOLS_NOT_RUNNING.to_owned()
+                }
+                // It went off between the read and the request.
+                Err(e) if e.fault_type() == Some("InvalidPowerState") => {
+                    if self.wait_powered_off(&vm_ref, vm, Duration::ZERO).await? {
+                        self.record_power(&vm_ref, vm, "off").await;
+                        return Ok(OpOutcome::default());
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !force {
+            return Err(EsxiError::ShutdownRefused {
+                vm: vm.to_owned(),
+                reason,
+            });
+        }
+        let line = format!("{vm}: {reason}; powering it off hard (force is set)");
+        tracing::warn!("{line}");
+        eprintln!("{line}");
+        self.power_task("PowerOffVM_Task", "poweredOff", Some(&vm_ref.value), vm)
+            .await
+    }
+
+    /// Polls `runtime.powerState` (every second at most) until the VM is off or `timeout`
+    /// passes, reporting progress about every ten seconds (log and stderr). Whether it is off.
+    async fn wait_powered_off(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        timeout: Duration,
+    ) -> Result<bool, EsxiError> {
+        let start = Instant::now();
+        let mut next_progress = start + GUEST_PROGRESS_INTERVAL;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let o = self.read_vm(vm_ref, vm, &["runtime.powerState"]).await?;
+            if o.prop_text("runtime.powerState").map(str::trim) == Some("poweredOff") {
+                return Ok(true);
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Ok(false);
+            }
+            if Instant::now() >= next_progress {
+                let line = format!(
+                    "waiting for {vm} to shut down: {} s of {} s",
+                    waited.as_secs(),
+                    timeout.as_secs()
+                );
+                tracing::info!("{line}");
+                eprintln!("{line}");
+                next_progress += GUEST_PROGRESS_INTERVAL;
+            }
+            tokio::time::sleep(pause.min(timeout - waited)).await;
+            pause = (pause * 2).min(GUEST_POLL_INTERVAL);
+        }
+    }
+
+    /// Records the power state ceso brought the VM to in its `ceso.power` key; a failure is
+    /// only logged (the power change itself succeeded).
+    async fn record_power(&self, vm_ref: &MoRef, vm: &str, reached: &str) {
+        let record = VmReconfigSpec {
+            extra_config: [(POWER_KEY.to_owned(), reached.to_owned())].into(),
+            ..VmReconfigSpec::default()
+        };
+        if let Err(error) = self.reconfigure_vm(Some(&vm_ref.value), vm, &record).await {
+            tracing::warn!("{vm} is {reached}, but recording it in {POWER_KEY} failed: {error}");
         }
     }
 
@@ -903,11 +1266,10 @@ impl EsxiClient {
             )
             .await?;
         let reported = guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net"));
-        let tools_running = matches!(
-            o.prop_text("guest.toolsRunningStatus").map(str::trim),
-            Some("guestToolsRunning" | "guestToolsExecutingScripts")
-        );
-        Ok((reported, tools_running))
+        Ok((
+            reported,
+            tools_running(o.prop_text("guest.toolsRunningStatus")),
+        ))
     }
 
     async fn vm_task(
@@ -977,13 +1339,7 @@ impl EsxiClient {
             }
         }
         let reached = if wanted == "poweredOn" { "on" } else { "off" };
-        let record = VmReconfigSpec {
-            extra_config: [(POWER_KEY.to_owned(), reached.to_owned())].into(),
-            ..VmReconfigSpec::default()
-        };
-        if let Err(error) = self.reconfigure_vm(Some(&vm_ref.value), vm, &record).await {
-            tracing::warn!("{vm} is {wanted}, but recording it in {POWER_KEY} failed: {error}");
-        }
+        self.record_power(&vm_ref, vm, reached).await;
         Ok(OpOutcome::default())
     }
 
@@ -1396,20 +1752,25 @@ mod tests {
     #[test]
     fn template_copy_goes_beside_the_vmx() {
         assert_eq!(
-            disk_path_beside_vmx("[ds 1] web-01/web-01.vmx").as_deref(),
+            disk_path_beside_vmx("[ds 1] web-01/web-01.vmx", 0).as_deref(),
             Some("[ds 1] web-01/web-01.vmdk")
         );
         assert_eq!(
-            disk_path_beside_vmx("[ds] web-01_1/web-01.vmx").as_deref(),
+            disk_path_beside_vmx("[ds 1] web-01/web-01.vmx", 2).as_deref(),
+            Some("[ds 1] web-01/web-01_2.vmdk"),
+            "further disks are named as the host names new disks"
+        );
+        assert_eq!(
+            disk_path_beside_vmx("[ds] web-01_1/web-01.vmx", 0).as_deref(),
             Some("[ds] web-01_1/web-01.vmdk")
         );
         assert_eq!(
-            disk_path_beside_vmx("[ds] web.vmx").as_deref(),
+            disk_path_beside_vmx("[ds] web.vmx", 0).as_deref(),
             Some("[ds] web.vmdk")
         );
-        assert_eq!(disk_path_beside_vmx("web-01/web-01.vmx"), None);
-        assert_eq!(disk_path_beside_vmx("[ds] web-01/web-01.vmtx"), None);
-        assert_eq!(disk_path_beside_vmx("[ds] "), None);
+        assert_eq!(disk_path_beside_vmx("web-01/web-01.vmx", 0), None);
+        assert_eq!(disk_path_beside_vmx("[ds] web-01/web-01.vmtx", 0), None);
+        assert_eq!(disk_path_beside_vmx("[ds] ", 0), None);
     }
 
     #[test]
@@ -1444,7 +1805,7 @@ mod tests {
     fn template_disk_is_attached_as_unit_zero_and_new_disks_follow() {
         let xml = attach_disks_spec(
             "web",
-            "[ds] web/web.vmdk",
+            &["[ds] web/web.vmdk".to_owned()],
             &[1 << 30, 2 << 30],
             &fresh_devices(),
         )
@@ -1535,5 +1896,137 @@ mod tests {
         assert_eq!(canonical_ip("2001:0db8:0:0::5"), "2001:db8::5");
         assert_eq!(canonical_ip(" 192.168.1.100/24 "), "192.168.1.100");
         assert_eq!(canonical_ip("not-an-ip"), "not-an-ip");
+    }
+
+    #[test]
+    fn cloned_disks_are_attached_in_order_before_new_ones() {
+        let copies = [
+            "[ds] web/web.vmdk".to_owned(),
+            "[ds] web/web_1.vmdk".to_owned(),
+        ];
+        let root =
+            wrap(&attach_disks_spec("web", &copies, &[1 << 30], &fresh_devices()).expect("spec"));
+        let attached: Vec<(String, String, String, Option<String>)> = root
+            .child("spec")
+            .expect("spec")
+            .children_named("deviceChange")
+            .map(|c| {
+                let d = c.child("device").expect("device");
+                (
+                    d.child_text("key").unwrap_or_default().to_owned(),
+                    d.child_text("unitNumber").unwrap_or_default().to_owned(),
+                    d.path(&["backing", "fileName"])
+                        .map_or(String::new(), |f| f.text.clone()),
+                    c.child_text("fileOperation").map(str::to_owned),
+                )
+            })
+            .collect();
+        let row = |k: &str, u: &str, f: &str, op: Option<&str>| {
+            (
+                k.to_owned(),
+                u.to_owned(),
+                f.to_owned(),
+                op.map(str::to_owned),
+            )
+        };
+        assert_eq!(
+            attached,
+            [
+                row("-101", "0", "[ds] web/web.vmdk", None),
+                row("-102", "1", "[ds] web/web_1.vmdk", None),
+                row("-103", "2", "", Some("create")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_clone_is_created_without_disks_and_never_with_a_template_too() {
+        let mut s = spec();
+        s.annotation = Some("Cloned from web & co".into());
+        s.clone_from = Some(CloneSource {
+            vm: "web".into(),
+            moref: "3".into(),
+            disks: vec!["[ds] web/web.vmdk".into(), "[ds] web/web_1.vmdk".into()],
+            running: true,
+        });
+        assert_eq!(
+            disks_to_copy(&s).expect("sources"),
+            ["[ds] web/web.vmdk", "[ds] web/web_1.vmdk"]
+        );
+        let root = wrap(&create_config_spec(&s).expect("spec"));
+        let config = root.child("config").expect("config");
+        let devices: Vec<&str> = config
+            .children_named("deviceChange")
+            .filter_map(|c| c.child("device").and_then(Element::type_name))
+            .collect();
+        assert_eq!(devices, ["ParaVirtualSCSIController", "VirtualVmxnet3"]);
+        // No identity is copied: no uuid, no MAC (the NIC's address is generated by the host).
+        let xml = create_config_spec(&s).expect("spec");
+        assert!(!xml.contains("uuid") && !xml.contains("Uuid"), "{xml}");
+        assert!(
+            xml.contains("<addressType>generated</addressType>"),
+            "{xml}"
+        );
+        // Schema order: annotation right after guestId.
+        let names: Vec<&str> = config.children.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names[..4], ["name", "guestId", "annotation", "files"]);
+        assert_eq!(
+            config.child_text("annotation"),
+            Some("Cloned from web & co")
+        );
+
+        s.template_disk = Some("[ds] tmpl/tmpl.vmdk".into());
+        let err = create_config_spec(&s).expect_err("two sources");
+        assert!(err.to_string().contains("give one source"), "{err}");
+        s.clone_from = None;
+        assert_eq!(
+            disks_to_copy(&s).expect("template"),
+            ["[ds] tmpl/tmpl.vmdk"]
+        );
+        s.template_disk = None;
+        assert!(disks_to_copy(&s).expect("none").is_empty());
+        s.annotation = Some(String::new());
+        assert!(!create_config_spec(&s).expect("spec").contains("annotation"));
+    }
+
+    #[test]
+    fn annotation_is_set_or_cleared_by_reconfigure() {
+        let set = VmReconfigSpec {
+            annotation: Some("Owner: ops".into()),
+            memory_mib: Some(512),
+            ..Default::default()
+        };
+        assert_eq!(
+            reconfig_config_spec("vm", &set, &[])
+                .expect("ok")
+                .as_deref(),
+            Some("<spec><annotation>Owner: ops</annotation><memoryMB>512</memoryMB></spec>")
+        );
+        let clear = VmReconfigSpec {
+            annotation: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            reconfig_config_spec("vm", &clear, &[])
+                .expect("ok")
+                .as_deref(),
+            Some("<spec><annotation></annotation></spec>"),
+            "an empty annotation is sent (and clears the notes), not skipped"
+        );
+    }
+
+    #[test]
+    fn clone_snapshot_without_memory_or_quiescing_and_removal_consolidates() {
+        assert_eq!(
+            clone_snapshot_body(&MoRef::new("VirtualMachine", "3"), "web & 02"),
+            "<_this type=\"VirtualMachine\">3</_this><name>ceso-clone-web &amp; 02</name>\
+             <description>Taken by ceso to clone this VM to web &amp; 02; removed after the \
+             copy</description><memory>false</memory><quiesce>false</quiesce>"
+        );
+        assert_eq!(
+            remove_snapshot_body(&MoRef::new("VirtualMachineSnapshot", "snapshot-7")),
+            "<_this type=\"VirtualMachineSnapshot\">snapshot-7</_this>\
+             <removeChildren>false</removeChildren><consolidate>true</consolidate>"
+        );
     }
 }
