@@ -12,6 +12,19 @@ use super::xml::{Element, MoRef};
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a long task (a large disk copy) reports its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One progress line of a long task, e.g. `CopyVirtualDisk_Task on web-02: 45 % after 30 s`.
+pub(crate) fn task_progress_line(
+    method: &str,
+    entity: &str,
+    percent: Option<u32>,
+    waited: Duration,
+) -> String {
+    let done = percent.map_or_else(|| "running".to_owned(), |p| format!("{} %", p.min(100)));
+    format!("{method} on {entity}: {done} after {} s", waited.as_secs())
+}
 
 /// State of a task as read from `info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,18 +81,24 @@ impl EsxiClient {
     /// Polls the task's `info` until it finishes or the task timeout passes.
     ///
     /// The first poll is immediate (the simulator and fast operations are already done); then
-    /// the pause grows from 100 ms to 1 s.
+    /// the pause grows from 100 ms to 1 s. A task still running after ten seconds (a large disk
+    /// copy) reports its `info.progress` every ten seconds (log and stderr).
     pub(crate) async fn wait_task(
         &self,
         task: &MoRef,
         method: &str,
         entity: &str,
     ) -> Result<Option<Element>, EsxiError> {
-        let deadline = Instant::now() + self.task_timeout;
+        let start = Instant::now();
+        let deadline = start + self.task_timeout;
+        let mut next_progress = start + PROGRESS_INTERVAL;
         let mut backoff = FIRST_BACKOFF;
         loop {
             let info = self
-                .retrieve_one(task, &["info.state", "info.error", "info.result"])
+                .retrieve_one(
+                    task,
+                    &["info.state", "info.error", "info.result", "info.progress"],
+                )
                 .await?
                 .ok_or_else(|| EsxiError::Protocol {
                     address: self.transport.address().to_owned(),
@@ -105,6 +124,15 @@ impl EsxiClient {
                 TaskState::Pending => {}
             }
             let now = Instant::now();
+            if now >= next_progress {
+                let percent = info
+                    .prop_text("info.progress")
+                    .and_then(|p| p.trim().parse().ok());
+                let line = task_progress_line(method, entity, percent, now - start);
+                tracing::info!("{line}");
+                eprintln!("{line}");
+                next_progress += PROGRESS_INTERVAL;
+            }
             if now >= deadline {
                 return Err(EsxiError::TaskTimeout {
                     task: method.to_owned(),
@@ -171,5 +199,27 @@ mod tests {
         };
         assert_eq!(f.fault, RESTRICTED_VERSION);
         assert!(f.message.starts_with("Current license"));
+    }
+
+    #[test]
+    fn progress_line_names_the_task_and_how_far_it_is() {
+        assert_eq!(
+            task_progress_line(
+                "CopyVirtualDisk_Task",
+                "web-02",
+                Some(45),
+                Duration::from_millis(30_400)
+            ),
+            "CopyVirtualDisk_Task on web-02: 45 % after 30 s"
+        );
+        assert_eq!(
+            task_progress_line(
+                "CopyVirtualDisk_Task",
+                "web-02",
+                None,
+                Duration::from_secs(10)
+            ),
+            "CopyVirtualDisk_Task on web-02: running after 10 s"
+        );
     }
 }
