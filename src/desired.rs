@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::cloudinit::{CloudInitConfig, UserDataInput, user_data};
 use crate::host::Firmware;
 use crate::ipam;
-use crate::manifest::{DEFAULT_GUEST_ID, EnvSecret, FileSecret, Inventory, Power, SecretRef};
+use crate::manifest::{
+    DEFAULT_GUEST_ID, EnvSecret, FileSecret, Inventory, Power, SecretRef, ShutdownSpec,
+};
 use crate::secret::Secret;
 
 /// How to reach a host. Holds a reference to the password, never the password.
@@ -111,6 +113,9 @@ pub struct DesiredVm {
     /// `config.cloud_init` once addresses are allocated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitRequest>,
+    /// How to power the VM off.
+    #[serde(default)]
+    pub shutdown: ShutdownSpec,
 }
 
 /// The parts of a VM's cloud-init configuration that come straight from its manifest.
@@ -166,6 +171,9 @@ pub struct VmSettings {
     /// What cloud-init is told, addresses included (filled by the planner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitConfig>,
+    /// The VM's notes; `None`: not managed by ceso.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }
 
 /// Everything the operator declared, ready for the planner.
@@ -313,6 +321,7 @@ impl DesiredState {
                     template: template.map(|t| t.name.clone()),
                     firmware: template.map(|t| t.firmware),
                     cloud_init: None,
+                    annotation: spec.annotation.clone(),
                 };
                 Some((
                     vm.name.clone(),
@@ -323,6 +332,7 @@ impl DesiredState {
                         config,
                         addressing,
                         cloud_init,
+                        shutdown: spec.shutdown.unwrap_or_default(),
                     },
                 ))
             })

@@ -9,6 +9,14 @@ use std::time::Duration;
 use support::inventory::{Inventory, PASSWORD_ENV, Run, wait_for};
 use support::{Simulator, find_vm, list_vms, soap_query};
 
+/// A simulator whose guests run VMware Tools once powered on (so they can be shut down).
+fn simulator() -> Simulator {
+    Simulator::builder()
+        .guest_tools(true)
+        .guest_delay_ms(20)
+        .start()
+}
+
 fn vm(name: &str, cpu: u32, memory: &str, power: &str, extra: &str) -> String {
     format!(
         "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: {name} }}\nspec:\n  host: esxi-01\n  cpu: {cpu}\n  memory: {memory}\n  disks: [ {{ size: 1GiB }} ]\n  power: {power}\n  guestId: ubuntu64Guest\n{extra}"
@@ -29,7 +37,7 @@ fn managed_names(sim: &Simulator) -> Vec<String> {
 
 #[test]
 fn create_then_a_second_plan_has_no_changes() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(
         &sim,
         &(vm("web-01", 2, "4GiB", "on", "") + &vm("db-01", 1, "1GiB", "off", "")),
@@ -93,7 +101,7 @@ fn create_then_a_second_plan_has_no_changes() {
 
 #[test]
 fn cpu_and_memory_changes_power_cycle_the_vm_and_power_follows_the_manifest() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("app-01", 1, "1GiB", "on", ""));
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
@@ -106,7 +114,7 @@ fn cpu_and_memory_changes_power_cycle_the_vm_and_power_follows_the_manifest() {
         text.contains("~ cpu    = 1 → 4   # requires power off"),
         "{text}"
     );
-    assert!(text.contains("powered off for this change"), "{text}");
+    assert!(text.contains("shut down for this change"), "{text}");
     let applied = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
     applied.expect(0);
     let stdout = applied.stdout();
@@ -114,7 +122,7 @@ fn cpu_and_memory_changes_power_cycle_the_vm_and_power_follows_the_manifest() {
     assert_eq!(
         order,
         [
-            "VirtualMachine/app-01: power off app-01...",
+            "VirtualMachine/app-01: shut down app-01...",
             "VirtualMachine/app-01: reconfigure app-01...",
             "VirtualMachine/app-01: power on app-01..."
         ]
@@ -146,7 +154,7 @@ fn reconfigure_behind_cesos_back(sim: &Simulator, moref: &str, cpu: u32) {
 
 #[test]
 fn changes_made_outside_ceso_show_as_drift_and_are_corrected() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 2, "1GiB", "off", ""));
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
@@ -173,7 +181,7 @@ fn changes_made_outside_ceso_show_as_drift_and_are_corrected() {
 
 #[test]
 fn removed_vms_are_deleted_only_with_prune_and_never_when_protected() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(
         &sim,
         &(vm("keep-01", 1, "1GiB", "on", "")
@@ -229,7 +237,7 @@ fn removed_vms_are_deleted_only_with_prune_and_never_when_protected() {
 
 #[test]
 fn disks_are_never_shrunk_nor_deleted_and_a_clash_with_an_unmanaged_vm_is_refused() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(
         &sim,
         &vm(
@@ -285,7 +293,7 @@ fn disks_are_never_shrunk_nor_deleted_and_a_clash_with_an_unmanaged_vm_is_refuse
 
 #[test]
 fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let plan_file = inv.dir.path().join("plan.json");
     let plan_arg = plan_file.display().to_string();
@@ -319,7 +327,7 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
 
 #[test]
 fn apply_refuses_without_a_terminal_or_auto_approve() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let refused = inv.ceso(&sim, &["apply", "DIR"]);
     refused.expect(1);
@@ -394,7 +402,7 @@ fn killing_apply_mid_run_loses_nothing_and_the_next_apply_converges() {
 
 #[test]
 fn a_failed_step_stops_what_depends_on_it_and_is_audited() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(
         &sim,
         &(vm("bad-01", 1, "1GiB", "on", "") + &vm("good-01", 1, "1GiB", "on", "")),
@@ -404,7 +412,7 @@ fn a_failed_step_stops_what_depends_on_it_and_is_audited() {
     inv.set_vms(&(vm("bad-01", 2, "1GiB", "on", "") + &vm("good-01", 2, "1GiB", "on", "")));
     let bad = find_vm(&sim, "bad-01").unwrap();
     sim.inject_fault(&format!(
-        "PowerOffVM_Task@{}=task:InsufficientResourcesFault*1",
+        "ShutdownGuest@{}=InsufficientResourcesFault*1",
         bad.moref
     ));
     let run = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
@@ -466,7 +474,7 @@ fn a_read_only_licence_is_explained() {
 
 #[test]
 fn a_wrong_thumbprint_is_refused_as_a_possible_impostor() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let wrong = format!("thumbprint: \"{}\"", ["AB"; 32].join(":"));
     let inv = Inventory::with_host(&sim, &vm("web-01", 1, "1GiB", "off", ""), &wrong);
     let plan = inv.ceso(&sim, &["plan", "DIR"]);
@@ -486,7 +494,7 @@ fn a_wrong_thumbprint_is_refused_as_a_possible_impostor() {
 
 #[test]
 fn a_wrong_password_is_reported_without_echoing_it() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let mut command = inv.command(&sim, &["plan", inv.path().to_str().unwrap()]);
     command.env(PASSWORD_ENV, "not-the-password-42");
@@ -502,7 +510,7 @@ fn a_wrong_password_is_reported_without_echoing_it() {
 
 #[test]
 fn a_missing_password_variable_names_the_host_and_variable() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let mut command = inv.command(&sim, &["plan", inv.path().to_str().unwrap()]);
     command.env_remove(PASSWORD_ENV);
@@ -519,7 +527,7 @@ fn a_missing_password_variable_names_the_host_and_variable() {
 
 #[test]
 fn invalid_manifests_are_reported_by_validate_plan_and_apply_without_touching_the_host() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "3GB", "off", "  colour: red\n"));
     for args in [
         &["validate", "DIR"][..],
@@ -602,7 +610,7 @@ fn ceso_on_terminal(inv: &Inventory, sim: &Simulator, args: &str, answer: &str) 
 
 #[test]
 fn on_a_terminal_apply_asks_and_only_yes_approves() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let declined = ceso_on_terminal(&inv, &sim, "apply", "no\n");
     assert!(
@@ -630,7 +638,7 @@ fn on_a_terminal_apply_asks_and_only_yes_approves() {
 
 #[test]
 fn insecure_mode_works_but_warns_on_every_run() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::with_host(&sim, &vm("web-01", 1, "1GiB", "off", ""), "insecure: true");
     for _ in 0..2 {
         let run = inv.ceso(&sim, &["plan", "DIR"]);
@@ -646,7 +654,7 @@ fn insecure_mode_works_but_warns_on_every_run() {
 
 #[test]
 fn a_vm_power_cycled_for_a_change_that_fails_is_powered_back_on() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("app-01", 1, "1GiB", "on", ""));
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
@@ -679,7 +687,7 @@ fn a_vm_power_cycled_for_a_change_that_fails_is_powered_back_on() {
 
 #[test]
 fn a_hand_edited_plan_that_targets_an_unmanaged_vm_is_refused() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
         .expect(0);
@@ -711,7 +719,7 @@ fn a_hand_edited_plan_that_targets_an_unmanaged_vm_is_refused() {
 
 #[test]
 fn names_the_host_does_not_know_are_errors_at_their_place_in_the_manifests() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(
         &sim,
         &vm(
@@ -783,7 +791,7 @@ fn a_vm_still_being_created_by_a_killed_run_is_not_created_twice() {
 
 #[test]
 fn a_saved_plan_is_applied_once_and_exactly_as_saved() {
-    let sim = Simulator::start();
+    let sim = simulator();
     let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let plan_file = inv.dir.path().join("plan.out");
     let plan_arg = plan_file.display().to_string();

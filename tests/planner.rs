@@ -87,7 +87,7 @@ fn a_cpu_change_of_a_running_vm_is_an_update_with_a_power_cycle() {
     assert!(cpu.requires_power_off && !cpu.drift);
     assert_eq!(
         step_descriptions(&plan),
-        vec!["power off web-01", "reconfigure web-01", "power on web-01"]
+        vec!["shut down web-01", "reconfigure web-01", "power on web-01"]
     );
 }
 
@@ -142,7 +142,7 @@ fn a_managed_vm_missing_from_the_manifests_is_deleted_only_with_prune() {
 
     let pruned = plan(&without, &fake.state.borrow(), true);
     assert_eq!(actions(&pruned), vec![("old-01".into(), Action::Delete)]);
-    assert_eq!(step_descriptions(&pruned)[0], "power off old-01");
+    assert_eq!(step_descriptions(&pruned)[0], "shut down old-01");
 
     let pruned_by_manifest = plan(&desired(vec![], true), &fake.state.borrow(), false);
     assert_eq!(
@@ -235,7 +235,7 @@ fn a_declared_datastore_change_replaces_an_unprotected_vm() {
     assert_eq!(
         step_descriptions(&plan),
         [
-            "power off web-01",
+            "shut down web-01",
             "destroy VM web-01 (101)",
             "create VM web-01",
             "power on web-01"
@@ -323,7 +323,7 @@ fn a_suspended_vm_is_powered_off_before_a_change_that_needs_it() {
     assert!(plan.changes[0].power_cycle);
     assert_eq!(
         step_descriptions(&plan),
-        ["power off web-01", "reconfigure web-01", "power on web-01"]
+        ["shut down web-01", "reconfigure web-01", "power on web-01"]
     );
 }
 

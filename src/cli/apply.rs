@@ -39,6 +39,10 @@ pub struct ApplyArgs {
     /// How long to wait for a new VM's guest to report its declared IP address (VMware Tools).
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
     pub guest_ip_timeout: u64,
+    /// Where a guest cannot be shut down through VMware Tools (none running, or it does not stop
+    /// in time), power the VM off hard instead of failing that step.
+    #[arg(long)]
+    pub force_power_off: bool,
     /// Apply only the changes of this resource (`VirtualMachine/NAME`); set by `ceso vm`.
     #[arg(skip)]
     pub only: Option<String>,
@@ -100,8 +104,12 @@ async fn plan_and_execute(
         let mut plan = read_saved_plan(&args.path)?;
         refuse_reapplied(&plan, store)?;
         for step in &mut plan.steps {
-            if let HostOp::WaitForGuestIp { timeout_secs, .. } = &mut step.op {
-                *timeout_secs = args.guest_ip_timeout;
+            match &mut step.op {
+                HostOp::WaitForGuestIp { timeout_secs, .. } => {
+                    *timeout_secs = args.guest_ip_timeout
+                }
+                HostOp::ShutdownVm { force, .. } => *force |= args.force_power_off,
+                _ => {}
             }
         }
         let hosts = connect(&plan.hosts).await?;
@@ -115,6 +123,7 @@ async fn plan_and_execute(
                 .map(AddressRecord::holding)
                 .collect(),
             guest_ip_timeout_secs: args.guest_ip_timeout,
+            force_power_off: args.force_power_off,
         };
         let (mut plan, hosts) = make_plan(&args.path, &options).await?;
         if let Some(address) = &args.only {

@@ -23,12 +23,16 @@ pub struct PlanArgs {
     /// Delete managed VMs that are no longer in the manifests (never protected ones).
     #[arg(long)]
     pub prune: bool,
+    /// Plan hard power-offs where a guest cannot be shut down through VMware Tools.
+    #[arg(long)]
+    pub force_power_off: bool,
 }
 
 pub async fn run(args: PlanArgs, state: &Path) -> Result<Outcome, CommandError> {
     let options = PlanOptions {
         prune: args.prune,
         recorded_addresses: recorded_addresses(state)?,
+        force_power_off: args.force_power_off,
         ..PlanOptions::default()
     };
     let (plan, hosts) = make_plan(&args.path, &options).await?;

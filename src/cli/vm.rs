@@ -77,6 +77,9 @@ pub struct VmDeleteArgs {
     /// Delete without asking (needed without a terminal).
     #[arg(long, visible_alias = "auto-approve")]
     pub yes: bool,
+    /// Power the VM off hard if its guest cannot be shut down through VMware Tools.
+    #[arg(long)]
+    pub force_power_off: bool,
 }
 
 fn parse_power(text: &str) -> Result<Power, String> {
@@ -90,6 +93,7 @@ fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> 
         prune,
         parallelism: DEFAULT_PARALLELISM as u16,
         guest_ip_timeout: DEFAULT_GUEST_IP_TIMEOUT_SECS,
+        force_power_off: false,
         only: Some(format!("VirtualMachine/{name}")),
         steps_ran: Cell::new(false),
     }
@@ -174,6 +178,8 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
             ssh_authorized_keys: keys,
             ..CloudInitSpec::default()
         }),
+        annotation: None,
+        shutdown: None,
     };
     let document = Document {
         api_version: API_VERSION.to_owned(),
@@ -265,7 +271,8 @@ pub async fn delete(args: VmDeleteArgs, state: &Path) -> Result<Outcome, Command
     ));
     std::fs::rename(&file, &parked)
         .map_err(|e| CommandError::new(format!("cannot move {}: {e}", file.display())))?;
-    let apply = apply_args(&args.inventory, &args.name, args.yes, true);
+    let mut apply = apply_args(&args.inventory, &args.name, args.yes, true);
+    apply.force_power_off = args.force_power_off;
     let result = apply::run(&apply, state).await;
     match &result {
         Ok(_) => {

@@ -14,9 +14,10 @@ pub use positions::FieldPositions;
 pub use schema::manifest_schema;
 pub use size::{Size, SizeError};
 pub use types::{
-    API_VERSION, CloudInitSpec, DEFAULT_GUEST_ID, DescribedReservation, DiskSpec, Document,
-    EnvSecret, FileSecret, Firmware, HostSpec, IpPoolSpec, IpRangeSpec, Metadata, NetworkSpec,
-    Power, ReservationSpec, SecretRef, SshKeySource, TemplateSpec, VirtualMachineSpec,
+    API_VERSION, CloudInitSpec, DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+    DescribedReservation, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostSpec,
+    IpPoolSpec, IpRangeSpec, Metadata, NetworkSpec, Power, ReservationSpec, SecretRef,
+    ShutdownSpec, SshKeySource, TemplateSpec, VirtualMachineSpec,
 };
 pub use validate::{
     Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_inventory_without_address_check,

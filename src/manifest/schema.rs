@@ -576,7 +576,7 @@ mod tests {
                 (
                     "spec.powr".into(),
                     true,
-                    "unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`".into()
+                    "unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`".into()
                 ),
             ]
         );

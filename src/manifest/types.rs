@@ -151,6 +151,42 @@ pub struct VirtualMachineSpec {
     /// from a template, or with an `ip` on an adapter, gets it even when this is omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init: Option<CloudInitSpec>,
+    /// Notes shown in the host client. Omitted: ceso leaves the VM's notes alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// How ceso powers the VM off when a change needs it, or the manifest says `power: off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownSpec>,
+}
+
+/// Shutting a VM down: through VMware Tools, waiting up to `timeoutSeconds`; a hard power-off
+/// only when `force` (or `--force-power-off`) allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShutdownSpec {
+    /// How long the guest may take to shut down (default 300).
+    #[serde(default = "default_shutdown_timeout")]
+    pub timeout_seconds: u64,
+    /// `true`: when the guest has no running VMware Tools or does not stop in time, power the
+    /// VM off hard (like pulling the plug).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+/// How long a guest may take to shut down when the manifest does not say.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 300;
+
+fn default_shutdown_timeout() -> u64 {
+    DEFAULT_SHUTDOWN_TIMEOUT_SECS
+}
+
+impl Default for ShutdownSpec {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            force: false,
+        }
+    }
 }
 
 /// One virtual disk.

@@ -18,7 +18,7 @@ use crate::host::{
     PROTECT_KEY, PowerState, TEMPLATE_KEY, VmCreateSpec, VmReconfigSpec,
 };
 use crate::ipam::Holding;
-use crate::manifest::{Power, Size};
+use crate::manifest::{Power, ShutdownSpec, Size};
 
 /// How a create step's description starts (`create VM web-01`).
 pub const CREATE_VM: &str = "create VM";
@@ -42,6 +42,8 @@ pub struct PlanOptions {
     /// How long to wait for a guest to report its address; 0 means the default
     /// ([`DEFAULT_GUEST_IP_TIMEOUT_SECS`]).
     pub guest_ip_timeout_secs: u64,
+    /// `--force-power-off`: power VMs off hard where shutting the guest down does not work.
+    pub force_power_off: bool,
 }
 
 /// Identity of the plan being made, supplied by the caller so the planner stays pure.
@@ -67,6 +69,7 @@ pub fn diff(
         failed_vms: addressing.failed_vms,
         diagnostics: addressing.diagnostics,
         templates: desired.templates.clone(),
+        force_power_off: options.force_power_off,
         guest_ip_timeout_secs: match options.guest_ip_timeout_secs {
             0 => DEFAULT_GUEST_IP_TIMEOUT_SECS,
             secs => secs,
@@ -136,6 +139,8 @@ struct Planner {
     failed_vms: BTreeSet<String>,
     templates: BTreeMap<String, DesiredTemplate>,
     guest_ip_timeout_secs: u64,
+    /// `--force-power-off`: a hard power-off is allowed wherever a shutdown does not work.
+    force_power_off: bool,
 }
 
 /// The template disk a VM is made from, as found on its host.
@@ -404,7 +409,7 @@ impl Planner {
             template_disk: template.map(|t| t.path.clone()),
             firmware: vm.config.firmware,
             cloud_init: vm.config.cloud_init.clone(),
-            annotation: None,
+            annotation: vm.config.annotation.clone(),
             clone_from: None,
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
@@ -547,7 +552,8 @@ impl Planner {
                 change.power_cycle = running;
                 let mut last = None;
                 if change.power_cycle {
-                    last = Some(self.vm_step(vm, "power off", power_off(&moref, vm), None));
+                    let op = shut_down(&moref, &vm.name, vm.shutdown, self.force_power_off);
+                    last = Some(self.vm_step(vm, "shut down", op, None));
                 }
                 let destroy = HostOp::DestroyVm {
                     moref: moref.clone(),
@@ -598,7 +604,8 @@ impl Planner {
         let mut on = observed.power == Some(PowerState::PoweredOn);
         let mut powered_off = None;
         if change.power_cycle {
-            powered_off = Some(self.vm_step(vm, "power off", power_off(&moref, vm), None));
+            let op = shut_down(&moref, &vm.name, vm.shutdown, self.force_power_off);
+            powered_off = Some(self.vm_step(vm, "shut down", op, None));
             on = false;
         }
         let reconfigured = has_reconfig.then(|| {
@@ -622,7 +629,8 @@ impl Planner {
             self.steps[id].after = reconfigured.into_iter().collect();
             self.steps[id].compensating = powered_off.is_some() && reconfigured.is_some();
         } else if !want_on && (on || suspended) {
-            self.vm_step(vm, "power off", power_off(&moref, vm), reconfigured);
+            let op = shut_down(&moref, &vm.name, vm.shutdown, self.force_power_off);
+            self.vm_step(vm, "shut down", op, reconfigured);
         }
         self.changes.push(change);
     }
@@ -654,22 +662,19 @@ impl Planner {
                 if vm.power == Some(PowerState::PoweredOff) {
                     ""
                 } else {
-                    ", after a hard power-off"
+                    ", after its guest is shut down"
                 }
             ));
             let moref = Some(vm.moref.clone());
             let mut last = None;
             if vm.power != Some(PowerState::PoweredOff) && vm.power.is_some() {
-                last = Some(self.push_step(
-                    name,
-                    host,
-                    format!("power off {name}"),
-                    HostOp::PowerOff {
-                        moref: moref.clone(),
-                        vm: vm.name.clone(),
-                    },
-                    None,
-                ));
+                let op = shut_down(
+                    &moref,
+                    &vm.name,
+                    ShutdownSpec::default(),
+                    self.force_power_off,
+                );
+                last = Some(self.push_step(name, host, format!("shut down {name}"), op, None));
             }
             self.push_step(
                 name,
@@ -700,11 +705,13 @@ fn left_alone(vm: &DesiredVm) -> ResourceChange {
     }
 }
 
-/// A power-off of an existing VM.
-fn power_off(moref: &Option<String>, vm: &DesiredVm) -> HostOp {
-    HostOp::PowerOff {
+/// Shutting an existing VM down as `policy` says (a hard power-off only where allowed).
+fn shut_down(moref: &Option<String>, vm: &str, policy: ShutdownSpec, force: bool) -> HostOp {
+    HostOp::ShutdownVm {
         moref: moref.clone(),
-        vm: vm.name.clone(),
+        vm: vm.to_owned(),
+        timeout_secs: policy.timeout_seconds,
+        force: policy.force || force,
     }
 }
 
@@ -838,14 +845,16 @@ fn compare(
     let mut out = Comparison::default();
     let unchanged_since_apply =
         |pick: &dyn Fn(&VmSettings) -> String| applied.is_some_and(|a| pick(a) == pick(desired));
+    // Added while the VM runs when the VM has hot-add enabled; removed only when it is off.
+    let running = observed.power == Some(PowerState::PoweredOn);
     if observed.cpu != desired.cpu {
         let drift = unchanged_since_apply(&|s| s.cpu.to_string());
-        out.offline_field(
-            "cpu",
-            observed.cpu.to_string(),
-            desired.cpu.to_string(),
-            drift,
-        );
+        let (before, after) = (observed.cpu.to_string(), desired.cpu.to_string());
+        if running && observed.cpu_hot_add && desired.cpu > observed.cpu {
+            out.field("cpu".into(), Some(before), Some(after), drift);
+        } else {
+            out.offline_field("cpu", before, after, drift);
+        }
         out.reconfig.cpu = Some(desired.cpu);
     }
     if observed.memory_mib != desired.memory_mib {
@@ -854,8 +863,24 @@ fn compare(
             size(observed.memory_mib << 20),
             size(desired.memory_mib << 20),
         );
-        out.offline_field("memory", before, after, drift);
+        if running && observed.memory_hot_add && desired.memory_mib > observed.memory_mib {
+            out.field("memory".into(), Some(before), Some(after), drift);
+        } else {
+            out.offline_field("memory", before, after, drift);
+        }
         out.reconfig.memory_mib = Some(desired.memory_mib);
+    }
+    if let Some(want) = &desired.annotation
+        && &observed.annotation != want
+    {
+        let drift = unchanged_since_apply(&|s| format!("{:?}", s.annotation));
+        out.field(
+            "annotation".into(),
+            Some(observed.annotation.clone()),
+            Some(want.clone()),
+            drift,
+        );
+        out.reconfig.annotation = Some(want.clone());
     }
     if observed.guest_id != desired.guest_id {
         let drift = unchanged_since_apply(&|s| s.guest_id.clone());

@@ -129,7 +129,7 @@ fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {
     if change.power_cycle {
         let _ = writeln!(
             out,
-            "  # the VM is powered off for this change (a hard power-off: the guest is not shut down\n  # cleanly) and powered on again if declared on, even if the change fails"
+            "  # the VM is shut down for this change (through VMware Tools; a hard power-off only where\n  # `shutdown.force` or --force-power-off allows it) and powered on again if declared on,\n  # even if the change fails"
         );
     }
     for note in &change.notes {

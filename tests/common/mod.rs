@@ -339,9 +339,11 @@ pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> Desire
             template: None,
             firmware: None,
             cloud_init: None,
+            annotation: None,
         },
         addressing: vec![],
         cloud_init: None,
+        shutdown: Default::default(),
     }
 }
 
