@@ -174,6 +174,10 @@ pub struct VmSettings {
     /// The VM's notes; `None`: not managed by ceso.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotation: Option<String>,
+    /// The VM this one was cloned from. While planning, a cpu or memory of 0, an empty guestId
+    /// and missing disks stand for "the source's".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Everything the operator declared, ready for the planner.
@@ -276,8 +280,10 @@ impl DesiredState {
                     // 0: the template disk's own size, known only once the host is observed.
                     disks.push(template.disk_size.unwrap_or(0));
                 }
+                // A clone always gets a new identity: a new instance-id, hostname and addresses.
                 let wants_cloud_init = spec.cloud_init.is_some()
                     || template.is_some()
+                    || spec.source.is_some()
                     || addressing.iter().any(Option::is_some);
                 let cloud_init = wants_cloud_init.then(|| {
                     let section = spec.cloud_init.clone().unwrap_or_default();
@@ -298,18 +304,28 @@ impl DesiredState {
                         hostname,
                     }
                 });
+                let cloned = spec.source.is_some();
                 let config = VmSettings {
-                    cpu: spec.cpu.or(template.map(|t| t.cpu)).unwrap_or(1),
+                    cpu: spec
+                        .cpu
+                        .or(template.map(|t| t.cpu))
+                        .unwrap_or(if cloned { 0 } else { 1 }),
                     memory_mib: spec
                         .memory
                         .map(|m| m.mib())
                         .or(template.map(|t| t.memory_mib))
-                        .unwrap_or(4),
+                        .unwrap_or(if cloned { 0 } else { 4 }),
                     guest_id: spec
                         .guest_id
                         .clone()
                         .or(template.map(|t| t.guest_id.clone()))
-                        .unwrap_or_else(|| DEFAULT_GUEST_ID.to_owned()),
+                        .unwrap_or_else(|| {
+                            if cloned {
+                                String::new()
+                            } else {
+                                DEFAULT_GUEST_ID.to_owned()
+                            }
+                        }),
                     datastore: spec
                         .datastore
                         .clone()
@@ -322,6 +338,7 @@ impl DesiredState {
                     firmware: template.map(|t| t.firmware),
                     cloud_init: None,
                     annotation: spec.annotation.clone(),
+                    source: spec.source.as_ref().map(|s| s.vm.clone()),
                 };
                 Some((
                     vm.name.clone(),

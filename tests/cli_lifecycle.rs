@@ -142,3 +142,166 @@ fn pruning_a_running_vm_shuts_it_down_first() {
     assert_eq!(sim.method_count("ShutdownGuest"), 1);
     assert!(find_vm(&sim, "old-01").is_none());
 }
+
+const POOL: &str = "---\napiVersion: ceso/v1\nkind: IpPool\nmetadata: { name: lan }\nspec:\n  cidr: 192.168.1.0/24\n  gateway: 192.168.1.1\n  ranges: [ { start: 192.168.1.100, end: 192.168.1.120 } ]\n";
+
+/// A simulator that refuses `CloneVM_Task` as a standalone ESXi host does.
+fn standalone_simulator() -> Simulator {
+    Simulator::builder()
+        .guest_tools(true)
+        .guest_delay_ms(50)
+        .fault("CloneVM_Task=NotSupported")
+        .start()
+}
+
+/// Names of the snapshots of a VM, read from the host.
+fn snapshot_names(sim: &Simulator, vm: &str) -> Vec<String> {
+    let moref = find_vm(sim, vm).expect("the VM").moref;
+    let props = support::retrieve_properties(sim, "VirtualMachine", &moref, &["snapshot"]);
+    props
+        .get("snapshot")
+        .map(|snapshot| {
+            snapshot
+                .descendants("name")
+                .into_iter()
+                .map(|n| n.text.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SHA-256 of every disk's data file of a VM, read from the simulator's datastore directory.
+fn disk_digests(sim: &Simulator, vm: &str) -> Vec<String> {
+    find_vm(sim, vm)
+        .expect("the VM")
+        .disk_files
+        .iter()
+        .map(|file| {
+            let relative = file.split_once("] ").map_or(file.as_str(), |(_, p)| p);
+            let bytes = std::fs::read(
+                sim.datastore_dir
+                    .join(relative.replace(".vmdk", "-flat.vmdk")),
+            )
+            .expect("the disk's data");
+            ring::digest::digest(&ring::digest::SHA256, &bytes)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_vm_is_cloned_on_the_host_with_a_new_identity_and_no_snapshot_left() {
+    let sim = standalone_simulator();
+    let inv = Inventory::new(
+        &sim,
+        &format!(
+            "{POOL}{}",
+            vm("web-01", 2, "  disks: [ { size: 1GiB }, { size: 2GiB } ]\n  networks: [ { ip: 192.168.1.10/24 } ]\n")
+                .replace("  disks: [ { size: 1GiB } ]\n", "")
+        ),
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    // Give the source's disks content, as a guest would.
+    for (index, file) in find_vm(&sim, "web-01")
+        .unwrap()
+        .disk_files
+        .iter()
+        .enumerate()
+    {
+        let relative = file.split_once("] ").map_or(file.as_str(), |(_, p)| p);
+        std::fs::write(
+            sim.datastore_dir
+                .join(relative.replace(".vmdk", "-flat.vmdk")),
+            format!("data of disk {index}").repeat(1000),
+        )
+        .unwrap();
+    }
+    let clone = inv.ceso(
+        &sim,
+        &[
+            "vm",
+            "clone",
+            "web-01",
+            "web-02",
+            "--pool",
+            "lan",
+            "--inventory",
+            "DIR",
+            "--yes",
+        ],
+    );
+    clone.expect(0);
+    assert!(
+        clone.stdout().contains("snapshot taken for the purpose"),
+        "the plan says how: {}",
+        clone.stdout()
+    );
+    assert_eq!(
+        sim.method_count("CloneVM_Task"),
+        0,
+        "never on a standalone host"
+    );
+    let (source, copy) = (
+        find_vm(&sim, "web-01").unwrap(),
+        find_vm(&sim, "web-02").unwrap(),
+    );
+    assert_eq!(disk_digests(&sim, "web-02"), disk_digests(&sim, "web-01"));
+    assert!(
+        copy.disk_files.iter().all(|f| f.contains("web-02/")),
+        "{:?}",
+        copy.disk_files
+    );
+    assert_ne!(copy.nic_macs, source.nic_macs, "new MAC addresses");
+    assert_eq!(
+        (copy.num_cpu, copy.memory_mb),
+        (2, 1024),
+        "the source's hardware"
+    );
+    assert_eq!(
+        copy.guest_ip.as_deref(),
+        Some("192.168.1.100"),
+        "an address of its own"
+    );
+    assert_eq!(source.power_state, "poweredOn", "the source kept running");
+    assert!(
+        snapshot_names(&sim, "web-01").is_empty(),
+        "the snapshot is gone"
+    );
+    let manifest = std::fs::read_to_string(inv.path().join("vms/web-02.yaml")).unwrap();
+    assert!(
+        manifest.contains("source:") && manifest.contains("web-01"),
+        "{manifest}"
+    );
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+#[test]
+fn a_snapshot_left_by_an_interrupted_clone_is_removed_by_the_next_apply() {
+    let sim = standalone_simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let moref = find_vm(&sim, "web-01").unwrap().moref;
+    let response = support::soap_query_response(
+        &sim,
+        &format!(
+            r#"<CreateSnapshot_Task xmlns="urn:vim25"><_this type="VirtualMachine">{moref}</_this><name>ceso-clone-web-07</name><memory>false</memory><quiesce>false</quiesce></CreateSnapshot_Task>"#
+        ),
+    );
+    assert_eq!(support::task_outcome(&sim, &response).0, "success");
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        plan.stdout().contains("left by an interrupted clone"),
+        "{}",
+        plan.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert!(snapshot_names(&sim, "web-01").is_empty());
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}

@@ -102,7 +102,7 @@ spec: { host: esxi-01, cpu: 0, memory: 6MiB }
         vec![
             "vms.yaml:5:9 VirtualMachine/web-01 spec.host: unknown host \"esxi-02\"",
             "vms.yaml:15:11 VirtualMachine/web-02 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
+            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
             "vms.yaml:28:19 VirtualMachine/web-01 metadata.name: duplicate VirtualMachine name \"web-01\"",
         ]
     );
@@ -212,8 +212,8 @@ spec:
         problems(dir.path()),
         vec![
             "vm.yaml:7:11 VirtualMachine/web-01 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
-            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
+            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
+            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
             "vm.yaml:12:7 VirtualMachine/web-01 spec.disks[0].type: unknown field `type`, expected `size`",
         ]
     );
@@ -223,7 +223,7 @@ spec:
         .map(|d| d.hint.as_deref().expect("every diagnostic has a hint"))
         .collect();
     assert!(
-        hints[1].starts_with("fields allowed here: `host`, `template`, `cpu`"),
+        hints[1].starts_with("fields allowed here: `host`, `template`, `source`, `cpu`"),
         "{hints:?}"
     );
     assert!(hints[2].starts_with("did you mean `power`?"), "{hints:?}");

@@ -88,3 +88,88 @@ fn without_an_annotation_in_the_manifest_the_notes_are_left_alone() {
     fake.state.borrow_mut().vms[0].annotation = "written in the host client".into();
     assert!(!plan(&desired, &fake.observe_now(), false).has_changes());
 }
+
+fn clone_of(name: &str, source: &str) -> ceso::desired::DesiredVm {
+    let mut vm = desired_vm(name, 0, 0, Power::On);
+    vm.config.memory_mib = 0;
+    vm.config.guest_id = String::new();
+    vm.config.disks = vec![];
+    vm.config.source = Some(source.into());
+    vm
+}
+
+#[test]
+fn a_clone_copies_every_disk_of_its_source_and_inherits_its_hardware() {
+    let source = desired_vm("web-01", 2, 4, Power::On);
+    let fake = converged(&desired(vec![source.clone()], false));
+    let both = desired(vec![source, clone_of("web-02", "web-01")], false);
+    let plan = plan(&both, &fake.observe_now(), false);
+    assert!(plan.diagnostics.is_empty(), "{:?}", plan.diagnostics);
+    let spec = plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.op {
+            ceso::host::HostOp::CreateVm { spec } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("a create");
+    assert_eq!(
+        (spec.name.as_str(), spec.cpu, spec.memory_mib),
+        ("web-02", 2, 4096)
+    );
+    assert_eq!(spec.disks, vec![20 * GIB]);
+    let source = spec.clone_from.expect("cloned");
+    assert_eq!(source.vm, "web-01");
+    assert!(source.running, "copied from a snapshot");
+    assert_eq!(
+        source.disks,
+        vec!["[datastore1] web-01/web-01_0.vmdk".to_owned()]
+    );
+    assert!(spec.template_disk.is_none());
+    let change = plan.changes.iter().find(|c| c.name == "web-02").unwrap();
+    assert!(
+        change.fields[0]
+            .after
+            .as_deref()
+            .unwrap()
+            .contains("snapshot")
+    );
+    apply_all(&fake, &plan);
+    assert!(!common::plan(&both, &fake.observe_now(), false).has_changes());
+}
+
+#[test]
+fn a_clone_without_its_source_on_the_host_is_an_error() {
+    let plan = plan(
+        &desired(vec![clone_of("web-02", "nowhere")], false),
+        &empty_host(),
+        false,
+    );
+    assert_eq!(plan.diagnostics.len(), 1);
+    assert_eq!(plan.diagnostics[0].field.as_deref(), Some("spec.source.vm"));
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn a_snapshot_left_by_an_interrupted_clone_is_removed() {
+    let mut host = empty_host();
+    let mut legacy = unmanaged_vm("legacy", "7");
+    legacy.snapshots = vec![
+        ceso::host::ObservedSnapshot {
+            moref: "snapshot-1".into(),
+            name: "before upgrade".into(),
+        },
+        ceso::host::ObservedSnapshot {
+            moref: "snapshot-2".into(),
+            name: "ceso-clone-web-09".into(),
+        },
+    ];
+    host.vms.push(legacy);
+    let plan = plan(&desired(vec![], false), &host, false);
+    assert_eq!(
+        step_descriptions(&plan),
+        ["remove snapshot ceso-clone-web-09 of legacy"],
+        "only ceso's own snapshot"
+    );
+    assert!(ceso::plan::structure_problems(&plan).is_empty());
+}

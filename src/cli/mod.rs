@@ -69,6 +69,10 @@ pub enum TemplateCommand {
 pub enum VmCommand {
     /// Write a VM's manifest into the inventory, then plan and apply just that VM.
     Create(vm::VmCreateArgs),
+    /// Clone a VM on its host (no vCenter needed): write the clone's manifest, then plan and
+    /// apply it. The clone gets a new identity: MACs, UUIDs, cloud-init instance-id, host name
+    /// and address.
+    Clone(vm::VmCloneArgs),
     /// Delete a VM and its disks, remove its manifest and release its IP addresses.
     Delete(vm::VmDeleteArgs),
     /// Every VM of every host: power, cpu, memory, address, and whether ceso manages it.
@@ -187,6 +191,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
         Command::Audit(command) => audit::run(command, &cli.state),
         Command::Schema(args) => schema::run(args),
         Command::Vm(VmCommand::Create(args)) => vm::create(args, &cli.state).await,
+        Command::Vm(VmCommand::Clone(args)) => vm::clone(args, &cli.state).await,
         Command::Vm(VmCommand::Delete(args)) => vm::delete(args, &cli.state).await,
         Command::Vm(VmCommand::List(args)) => inspect::list(args).await,
         Command::Vm(VmCommand::Info(args)) => inspect::info(args).await,

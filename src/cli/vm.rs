@@ -14,8 +14,8 @@ use super::files::write_atomically;
 use super::{CommandError, Outcome};
 use crate::apply::DEFAULT_PARALLELISM;
 use crate::manifest::{
-    API_VERSION, CloudInitSpec, DiskSpec, Document, Metadata, NetworkSpec, Power, Size,
-    SshKeySource, VirtualMachineSpec, read_file,
+    API_VERSION, CloneSourceSpec, CloudInitSpec, DiskSpec, Document, Metadata, NetworkSpec, Power,
+    Size, SshKeySource, VirtualMachineSpec, read_file,
 };
 use crate::plan::DEFAULT_GUEST_IP_TIMEOUT_SECS;
 
@@ -52,6 +52,37 @@ pub struct VmCreateArgs {
     /// Size of disk 0, e.g. 20GiB (default: the template's).
     #[arg(long)]
     pub disk: Option<Size>,
+    /// Power state after creation.
+    #[arg(long, default_value = "on", value_parser = parse_power)]
+    pub power: Power,
+    /// The inventory directory; the manifest is written to `<inventory>/vms/<name>.yaml`.
+    #[arg(long, default_value = ".")]
+    pub inventory: PathBuf,
+    /// Apply without asking (needed without a terminal).
+    #[arg(long, visible_alias = "auto-approve")]
+    pub yes: bool,
+    /// How long to wait for the guest to report its IP address.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
+    pub guest_ip_timeout: u64,
+}
+
+/// Arguments of `ceso vm clone`.
+#[derive(Debug, Args)]
+pub struct VmCloneArgs {
+    /// The VM to clone (its manifest name, or its name on the host).
+    pub source: String,
+    /// Name of the clone.
+    pub name: String,
+    /// The Host (default: the source's, or the only host of the inventory).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The clone's address: `auto` (from `--pool`) or a static address with prefix length.
+    /// Default: an address from the source's pool, or DHCP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// The IpPool for `--ip auto` (given alone, it implies `--ip auto`).
+    #[arg(long)]
+    pub pool: Option<String>,
     /// Power state after creation.
     #[arg(long, default_value = "on", value_parser = parse_power)]
     pub power: Power,
@@ -163,6 +194,7 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
     let spec = VirtualMachineSpec {
         host,
         template: args.template.clone(),
+        source: None,
         cpu: args.cpu,
         memory: args.memory,
         disks: args
@@ -181,21 +213,39 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
         annotation: None,
         shutdown: None,
     };
+    write_and_apply(
+        &args.inventory,
+        &args.name,
+        spec,
+        args.yes,
+        args.guest_ip_timeout,
+        state,
+    )
+    .await
+}
+
+/// Writes `<inventory>/vms/<name>.yaml`, then plans and applies just that VM; removes the file
+/// again when nothing was applied.
+async fn write_and_apply(
+    inventory: &Path,
+    name: &str,
+    spec: VirtualMachineSpec,
+    yes: bool,
+    guest_ip_timeout: u64,
+    state: &Path,
+) -> Result<Outcome, CommandError> {
     let document = Document {
         api_version: API_VERSION.to_owned(),
         kind: "VirtualMachine".to_owned(),
         metadata: Metadata {
-            name: args.name.clone(),
+            name: name.to_owned(),
             labels: BTreeMap::new(),
         },
         spec,
     };
     let text = serde_yaml::to_string(&document)
         .map_err(|e| CommandError::new(format!("cannot write the manifest: {e}")))?;
-    let file = args
-        .inventory
-        .join("vms")
-        .join(format!("{}.yaml", args.name));
+    let file = inventory.join("vms").join(format!("{name}.yaml"));
     if file.exists() {
         return Err(CommandError::with_hint(
             format!("{} already exists", file.display()),
@@ -204,8 +254,8 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
     }
     write_atomically(&file, &text)?;
     println!("Wrote {}.", file.display());
-    let mut apply = apply_args(&args.inventory, &args.name, args.yes, false);
-    apply.guest_ip_timeout = args.guest_ip_timeout;
+    let mut apply = apply_args(inventory, name, yes, false);
+    apply.guest_ip_timeout = guest_ip_timeout;
     let result = apply::run(&apply, state).await;
     if result.is_err() && !apply.steps_ran.get() {
         // Nothing was created: the inventory goes back to what it was.
@@ -218,6 +268,82 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
         );
     }
     result
+}
+
+/// `ceso vm clone`
+pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let inventory = load_inventory(&args.inventory)?;
+    if let Some(existing) = inventory.vms.get(&args.name) {
+        return Err(CommandError::with_hint(
+            format!(
+                "VM {:?} is already declared in {}",
+                args.name,
+                existing.file.display()
+            ),
+            "choose another name for the clone",
+        ));
+    }
+    let declared = inventory.vms.get(&args.source).map(|r| &r.spec);
+    let host = match (&args.host, declared) {
+        (Some(host), _) => host.clone(),
+        (None, Some(source)) => source.host.clone(),
+        (None, None) if inventory.hosts.len() == 1 => {
+            inventory.hosts.keys().next().cloned().unwrap_or_default()
+        }
+        (None, None) => {
+            return Err(CommandError::with_hint(
+                format!("which host is {:?} on?", args.source),
+                format!("pass --host; {}", known("hosts", inventory.hosts.keys())),
+            ));
+        }
+    };
+    // The clone keeps the source's adapters and cloud-init settings, never its addresses or
+    // host name: an adapter gets `--ip`/`--pool`, or an address from the source's pool, or DHCP.
+    let mut networks: Vec<NetworkSpec> = declared
+        .and_then(|s| s.networks.clone())
+        .unwrap_or_else(|| vec![NetworkSpec::default()]);
+    for (index, network) in networks.iter_mut().enumerate() {
+        let given = index == 0 && (args.ip.is_some() || args.pool.is_some());
+        if given {
+            network.ip = Some(args.ip.clone().unwrap_or_else(|| "auto".to_owned()));
+            network.pool = args.pool.clone();
+        } else {
+            network.ip = network.pool.as_ref().map(|_| "auto".to_owned());
+        }
+    }
+    let cloud_init = declared
+        .and_then(|s| s.cloud_init.clone())
+        .map(|c| CloudInitSpec {
+            hostname: None,
+            ..c
+        });
+    let spec = VirtualMachineSpec {
+        host,
+        template: None,
+        source: Some(CloneSourceSpec {
+            vm: args.source.clone(),
+        }),
+        cpu: None,
+        memory: None,
+        disks: vec![],
+        networks: Some(networks),
+        power: args.power,
+        guest_id: None,
+        datastore: None,
+        protect: false,
+        cloud_init,
+        annotation: None,
+        shutdown: None,
+    };
+    write_and_apply(
+        &args.inventory,
+        &args.name,
+        spec,
+        args.yes,
+        args.guest_ip_timeout,
+        state,
+    )
+    .await
 }
 
 /// `ceso vm delete`

@@ -14,7 +14,7 @@ pub use positions::FieldPositions;
 pub use schema::manifest_schema;
 pub use size::{Size, SizeError};
 pub use types::{
-    API_VERSION, CloudInitSpec, DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+    API_VERSION, CloneSourceSpec, CloudInitSpec, DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS,
     DescribedReservation, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostSpec,
     IpPoolSpec, IpRangeSpec, Metadata, NetworkSpec, Power, ReservationSpec, SecretRef,
     ShutdownSpec, SshKeySource, TemplateSpec, VirtualMachineSpec,

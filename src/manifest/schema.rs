@@ -52,8 +52,10 @@ pub fn manifest_schema() -> Value {
         if kind == "VirtualMachine"
             && let Some(spec) = definitions.get_mut("VirtualMachineSpec")
         {
-            // Without a template, cpu and memory must be declared.
-            spec["if"] = json!({ "not": { "required": ["template"] } });
+            // Without a template or source, cpu and memory must be declared.
+            spec["if"] = json!({
+                "not": { "anyOf": [{ "required": ["template"] }, { "required": ["source"] }] }
+            });
             spec["then"] = json!({ "required": ["cpu", "memory"] });
         }
         let renamed = document_definition(kind);
@@ -576,7 +578,7 @@ mod tests {
                 (
                     "spec.powr".into(),
                     true,
-                    "unknown field `powr`, expected one of `host`, `template`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`".into()
+                    "unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`".into()
                 ),
             ]
         );

@@ -120,7 +120,12 @@ pub struct VirtualMachineSpec {
     /// guestId, firmware and disk 0's size default to the template's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// Number of virtual CPUs. Required without a template.
+    /// Clone another VM of the same host instead (`{ vm: NAME }`): every disk is a host-side
+    /// copy of the source's (from a snapshot taken for the purpose when it runs), with a new
+    /// identity. cpu, memory, guestId, firmware and disk sizes default to the source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CloneSourceSpec>,
+    /// Number of virtual CPUs. Required without a template or source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<u32>,
     /// Memory, a multiple of 4MiB, e.g. `4GiB`. Required without a template.
@@ -187,6 +192,13 @@ impl Default for ShutdownSpec {
             force: false,
         }
     }
+}
+
+/// The VM a clone is made from: `{ vm: NAME }` (its manifest name, or its name on the host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloneSourceSpec {
+    pub vm: String,
 }
 
 /// One virtual disk.

@@ -470,9 +470,26 @@ fn check_vm(
             "a template disk is copied on its own host: import the image on this VM's host too (`ceso template import FILE --name NAME --host HOST`)",
         );
     }
+    if spec.template.is_some() && spec.source.is_some() {
+        check.error(
+            "spec.source",
+            "a VM is made from a template or cloned from a source, not both",
+            "remove `template` or `source`",
+        );
+    }
+    if let Some(source) = &spec.source
+        && (source.vm == vm.name || source.vm.trim().is_empty())
+    {
+        check.error(
+            "spec.source.vm",
+            format!("invalid source {:?}", source.vm),
+            "name another VM of the same host",
+        );
+    }
+    let inherits = spec.template.is_some() || spec.source.is_some();
     match spec.cpu {
         Some(cpu) => check_cpu(&mut check, "spec.cpu", cpu),
-        None if spec.template.is_none() => check.error(
+        None if !inherits => check.error(
             "spec",
             "missing field `cpu`",
             "declare `cpu` (or a `template`, whose cpu is the default)",
@@ -481,7 +498,7 @@ fn check_vm(
     }
     match spec.memory {
         Some(memory) => check_memory(&mut check, "spec.memory", memory),
-        None if spec.template.is_none() => check.error(
+        None if !inherits => check.error(
             "spec",
             "missing field `memory`",
             "declare `memory` (or a `template`, whose memory is the default)",

@@ -14,8 +14,9 @@ use crate::cloudinit::{CloudInitConfig, METADATA_KEY};
 use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{
-    APPLIED_KEY, DiskChange, HostOp, MANAGED_KEY, NicChange, ObservedHost, ObservedVm, POWER_KEY,
-    PROTECT_KEY, PowerState, TEMPLATE_KEY, VmCreateSpec, VmReconfigSpec,
+    APPLIED_KEY, CLONE_SNAPSHOT_PREFIX, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange,
+    ObservedHost, ObservedVm, POWER_KEY, PROTECT_KEY, PowerState, TEMPLATE_KEY, VmCreateSpec,
+    VmReconfigSpec,
 };
 use crate::ipam::Holding;
 use crate::manifest::{Power, ShutdownSpec, Size};
@@ -143,10 +144,12 @@ struct Planner {
     force_power_off: bool,
 }
 
-/// The template disk a VM is made from, as found on its host.
-struct TemplateDisk {
-    path: String,
-    capacity_bytes: u64,
+/// Where a new VM's disks come from, as found on its host.
+enum DiskOrigin {
+    /// Disk 0 is a copy of a template's disk.
+    Template { path: String },
+    /// Every disk is a copy of another VM's.
+    Clone(CloneSource),
 }
 
 fn address(name: &str) -> String {
@@ -192,7 +195,11 @@ impl Planner {
                 .get(vm.name.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let Some((vm, template_disk)) = self.resolve_template(vm, observed, claimed) else {
+            let resolved = match vm.config.source {
+                Some(_) => self.resolve_source(vm, observed, claimed),
+                None => self.resolve_template(vm, observed, claimed),
+            };
+            let Some((vm, origin)) = resolved else {
                 self.changes.push(left_alone(vm));
                 continue;
             };
@@ -219,10 +226,10 @@ impl Planner {
                         );
                         self.changes.push(left_alone(vm));
                     } else {
-                        self.create(vm, template_disk.as_ref());
+                        self.create(vm, origin.as_ref());
                     }
                 }
-                [existing] => self.update(vm, existing, template_disk.as_ref()),
+                [existing] => self.update(vm, existing, origin.as_ref()),
                 several => {
                     let named: Vec<String> = several
                         .iter()
@@ -250,6 +257,60 @@ impl Planner {
                 self.orphan(host, name, vm, prune);
             }
         }
+        for vm in &observed.vms {
+            self.remove_stray_snapshots(host, vm);
+        }
+    }
+
+    /// Plans the removal of the snapshots ceso takes to clone a running VM that an interrupted
+    /// run left behind (a VM must not keep running on a snapshot nobody wants).
+    fn remove_stray_snapshots(&mut self, host: &str, vm: &ObservedVm) {
+        let stray: Vec<_> = vm
+            .snapshots
+            .iter()
+            .filter(|s| s.name.starts_with(CLONE_SNAPSHOT_PREFIX))
+            .collect();
+        if stray.is_empty() {
+            return;
+        }
+        let name = vm.managed_name().unwrap_or(&vm.name).to_owned();
+        let mut notes = Vec::new();
+        for snapshot in stray {
+            notes.push(format!(
+                "the snapshot {:?} ({}) of {} was left by an interrupted clone: it is removed",
+                snapshot.name, snapshot.moref, vm.name
+            ));
+            let op = HostOp::RemoveSnapshot {
+                moref: Some(vm.moref.clone()),
+                vm: vm.name.clone(),
+                snapshot: snapshot.moref.clone(),
+                name: snapshot.name.clone(),
+            };
+            let description = format!("remove snapshot {} of {}", snapshot.name, vm.name);
+            self.push_step(&name, host, description, op, None);
+        }
+        match self
+            .changes
+            .iter_mut()
+            .find(|c| c.address == address(&name))
+        {
+            Some(change) => {
+                if change.action == Action::NoOp {
+                    change.action = Action::Update;
+                }
+                change.notes.extend(notes);
+            }
+            None => self.changes.push(ResourceChange {
+                address: address(&name),
+                host: host.to_owned(),
+                name,
+                action: Action::Update,
+                fields: vec![],
+                power_cycle: false,
+                undeclared: vm.managed_name().is_none(),
+                notes,
+            }),
+        }
     }
 
     /// Finds the template disk of a VM made from a template on its host, and sizes disk 0 when
@@ -260,7 +321,7 @@ impl Planner {
         vm: &DesiredVm,
         observed: &ObservedHost,
         claimed: &[&ObservedVm],
-    ) -> Option<(DesiredVm, Option<TemplateDisk>)> {
+    ) -> Option<(DesiredVm, Option<DiskOrigin>)> {
         let mut vm = vm.clone();
         let Some(template) = vm
             .config
@@ -275,10 +336,7 @@ impl Planner {
             .iter()
             .flat_map(|o| &o.disks)
             .find(|disk| disk.file_name == template.disk)
-            .map(|disk| TemplateDisk {
-                path: disk.file_name.clone(),
-                capacity_bytes: disk.capacity_bytes,
-            });
+            .map(|disk| (disk.file_name.clone(), disk.capacity_bytes));
         let existing = claimed.first().copied();
         let Some(found) = found else {
             if let Some(existing) = existing {
@@ -302,25 +360,104 @@ impl Planner {
             );
             return None;
         };
+        let (path, capacity_bytes) = found;
         if vm.config.disks.first() == Some(&0) {
-            vm.config.disks[0] = found.capacity_bytes;
+            vm.config.disks[0] = capacity_bytes;
         }
         let disk0 = vm.config.disks.first().copied().unwrap_or(0);
-        if existing.is_none() && disk0 < found.capacity_bytes {
+        if existing.is_none() && disk0 < capacity_bytes {
             self.diagnostics.push(
                 Diagnostic::error(format!(
                     "disk 0 is declared {}, smaller than the {} disk of template {:?}: disks never shrink",
                     size(disk0),
-                    size(found.capacity_bytes),
+                    size(capacity_bytes),
                     template.name
                 ))
                 .resource(address(&vm.name))
                 .field("spec.disks[0].size")
-                .hint(format!("declare at least {}", size(found.capacity_bytes))),
+                .hint(format!("declare at least {}", size(capacity_bytes))),
             );
             return None;
         }
-        Some((vm, Some(found)))
+        Some((vm, Some(DiskOrigin::Template { path })))
+    }
+
+    /// Fills what a clone leaves to its source (cpu, memory, guestId, firmware, disk sizes) from
+    /// the source VM, or, once the clone exists, from the clone itself. `None` (with a
+    /// diagnostic) when a clone to be made has no source on its host, or a declared disk is
+    /// smaller than the source's.
+    fn resolve_source(
+        &mut self,
+        vm: &DesiredVm,
+        observed: &ObservedHost,
+        claimed: &[&ObservedVm],
+    ) -> Option<(DesiredVm, Option<DiskOrigin>)> {
+        let mut vm = vm.clone();
+        let source_name = vm.config.source.clone().unwrap_or_default();
+        let source = observed
+            .vms
+            .iter()
+            .find(|o| o.managed_name() == Some(source_name.as_str()))
+            .or_else(|| observed.vms.iter().find(|o| o.name == source_name));
+        let model = match (claimed.first(), source) {
+            (Some(existing), _) => *existing,
+            (None, Some(source)) => source,
+            (None, None) => {
+                self.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "the source VM {source_name:?} is not on host {}",
+                        vm.host
+                    ))
+                    .resource(address(&vm.name))
+                    .field("spec.source.vm")
+                    .hint("name a VM of the same host (its manifest name or its name on the host)"),
+                );
+                return None;
+            }
+        };
+        let c = &mut vm.config;
+        if c.cpu == 0 {
+            c.cpu = model.cpu;
+        }
+        if c.memory_mib == 0 {
+            c.memory_mib = model.memory_mib;
+        }
+        if c.guest_id.is_empty() {
+            c.guest_id = model.guest_id.clone();
+        }
+        if c.firmware.is_none() {
+            c.firmware = model.firmware;
+        }
+        for (index, disk) in model.disks.iter().enumerate() {
+            match c.disks.get(index) {
+                None => c.disks.push(disk.capacity_bytes),
+                Some(&want) if claimed.is_empty() && want < disk.capacity_bytes => {
+                    self.diagnostics.push(
+                        Diagnostic::error(format!(
+                            "disk {index} is declared {}, smaller than the {} disk of the source VM {source_name:?}: disks never shrink",
+                            size(want),
+                            size(disk.capacity_bytes)
+                        ))
+                        .resource(address(&vm.name))
+                        .field(format!("spec.disks[{index}].size"))
+                        .hint(format!("declare at least {}", size(disk.capacity_bytes))),
+                    );
+                    return None;
+                }
+                Some(_) => {}
+            }
+        }
+        if !claimed.is_empty() {
+            return Some((vm, None));
+        }
+        let source = model;
+        let origin = DiskOrigin::Clone(CloneSource {
+            vm: source.name.clone(),
+            moref: source.moref.clone(),
+            disks: source.disks.iter().map(|d| d.file_name.clone()).collect(),
+            running: source.power == Some(PowerState::PoweredOn),
+        });
+        Some((vm, Some(origin)))
     }
 
     /// Checks that the datastore and port groups a VM needs exist; false (with diagnostics) when not.
@@ -387,12 +524,7 @@ impl Planner {
         id
     }
 
-    fn create_steps(
-        &mut self,
-        vm: &DesiredVm,
-        template: Option<&TemplateDisk>,
-        after: Option<usize>,
-    ) {
+    fn create_steps(&mut self, vm: &DesiredVm, origin: Option<&DiskOrigin>, after: Option<usize>) {
         let spec = VmCreateSpec {
             name: vm.name.clone(),
             cpu: vm.config.cpu,
@@ -406,11 +538,17 @@ impl Planner {
                 config.insert(POWER_KEY.to_owned(), Power::Off.to_string());
                 config
             },
-            template_disk: template.map(|t| t.path.clone()),
+            template_disk: match origin {
+                Some(DiskOrigin::Template { path, .. }) => Some(path.clone()),
+                _ => None,
+            },
             firmware: vm.config.firmware,
             cloud_init: vm.config.cloud_init.clone(),
             annotation: vm.config.annotation.clone(),
-            clone_from: None,
+            clone_from: match origin {
+                Some(DiskOrigin::Clone(source)) => Some(source.clone()),
+                _ => None,
+            },
         };
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
         if vm.config.power == Power::On {
@@ -438,11 +576,25 @@ impl Planner {
         }
     }
 
-    fn create(&mut self, vm: &DesiredVm, template: Option<&TemplateDisk>) {
+    fn create(&mut self, vm: &DesiredVm, origin: Option<&DiskOrigin>) {
         let c = &vm.config;
         let mut fields = vec![];
-        if let (Some(name), Some(template)) = (&c.template, template) {
-            fields.push(added("template", format!("{name} ({})", template.path)));
+        match (&c.template, origin) {
+            (Some(name), Some(DiskOrigin::Template { path, .. })) => {
+                fields.push(added("template", format!("{name} ({path})")));
+            }
+            (_, Some(DiskOrigin::Clone(source))) => fields.push(added(
+                "source",
+                if source.running {
+                    format!(
+                        "{} ({}, running: its disks are copied from a snapshot taken for the purpose and removed afterwards)",
+                        source.vm, source.moref
+                    )
+                } else {
+                    format!("{} ({})", source.vm, source.moref)
+                },
+            )),
+            _ => {}
         }
         fields.extend([
             added("cpu", c.cpu.to_string()),
@@ -486,15 +638,10 @@ impl Planner {
             undeclared: false,
             notes: vec![],
         });
-        self.create_steps(vm, template, None);
+        self.create_steps(vm, origin, None);
     }
 
-    fn update(
-        &mut self,
-        declared: &DesiredVm,
-        observed: &ObservedVm,
-        template: Option<&TemplateDisk>,
-    ) {
+    fn update(&mut self, declared: &DesiredVm, observed: &ObservedVm, origin: Option<&DiskOrigin>) {
         let vm = &effective(declared, observed);
         let applied: Option<VmSettings> = applied_settings(observed);
         let comparison = compare(&vm.config, observed, applied.as_ref());
@@ -536,7 +683,7 @@ impl Planner {
                         .field("spec.protect")
                         .hint("revert the change that forces replacement (see the plan); if losing the VM is intended, first apply `protect: false` on its own, then the change"),
                 );
-            } else if vm.config.template.is_some() && template.is_none() {
+            } else if vm.config.template.is_some() && origin.is_none() {
                 self.diagnostics.push(
                     Diagnostic::error(format!(
                         "VM {} must be re-created, but the disk of its template is not on the host",
@@ -561,7 +708,7 @@ impl Planner {
                 };
                 let description = format!("destroy VM {} ({})", vm.name, observed.moref);
                 let destroyed = self.push_step(&vm.name, &vm.host, description, destroy, last);
-                self.create_steps(vm, template, Some(destroyed));
+                self.create_steps(vm, origin, Some(destroyed));
             }
             self.changes.push(change);
             return;

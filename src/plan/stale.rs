@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::diff::ObservedState;
 use super::fingerprint::{differences, host_fingerprints};
 use super::model::Plan;
-use crate::host::HostOp;
+use crate::host::{CLONE_SNAPSHOT_PREFIX, HostOp};
 
 /// Why a saved plan no longer fits the hosts; empty when it still does.
 pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
@@ -72,6 +72,8 @@ pub fn structure_problems(plan: &Plan) -> Vec<String> {
         }
         let moref = match &step.op {
             HostOp::CreateVm { .. } => None,
+            // ceso's own clone snapshot, left by an interrupted run, may be on any VM.
+            HostOp::RemoveSnapshot { name, .. } if name.starts_with(CLONE_SNAPSHOT_PREFIX) => None,
             HostOp::ReconfigureVm { moref, .. }
             | HostOp::PowerOn { moref, .. }
             | HostOp::PowerOff { moref, .. }

@@ -340,6 +340,7 @@ pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> Desire
             firmware: None,
             cloud_init: None,
             annotation: None,
+            source: None,
         },
         addressing: vec![],
         cloud_init: None,
