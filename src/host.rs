@@ -19,6 +19,10 @@ pub const PROTECT_KEY: &str = "ceso.protect";
 pub const POWER_KEY: &str = "ceso.power";
 /// extraConfig key marking a VM as the holder of a template's disk; its value is the template name.
 pub const TEMPLATE_KEY: &str = "ceso.template";
+/// extraConfig key set while a VM is being made from copies (a template or clone) and cleared by
+/// the last step of its creation: a VM that still carries it was left half-made by an
+/// interrupted run, and the next plan re-creates it.
+pub const CREATING_KEY: &str = "ceso.creating";
 /// extraConfig key holding the JSON of the spec ceso last applied (no secrets), used to tell
 /// changes made outside ceso (drift) from changes made in the manifests.
 pub const APPLIED_KEY: &str = "ceso.applied";

@@ -305,3 +305,81 @@ fn a_snapshot_left_by_an_interrupted_clone_is_removed_by_the_next_apply() {
     assert!(snapshot_names(&sim, "web-01").is_empty());
     inv.ceso(&sim, &["plan", "DIR"]).expect(0);
 }
+
+#[test]
+fn a_clone_killed_mid_copy_is_made_again_and_its_snapshot_removed() {
+    let sim = Simulator::builder()
+        .guest_tools(true)
+        .guest_delay_ms(50)
+        .fault("CloneVM_Task=NotSupported")
+        .method_delay("CopyVirtualDisk_Task", 1500)
+        .start();
+    let source = vm("web-01", 1, "");
+    let clone = "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: { name: web-02 }\nspec:\n  host: esxi-01\n  source: { vm: web-01 }\n  power: off\n";
+    let inv = Inventory::new(&sim, &source);
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&format!("{source}{clone}"));
+    let mut killed = inv.apply_in_background(&sim, &[], "CopyVirtualDisk_Task", 1);
+    killed.kill().unwrap(); // the connection drops while the host copies
+    killed.wait().unwrap();
+    support::inventory::wait_for(std::time::Duration::from_secs(10), || {
+        find_vm(&sim, "web-02").is_some()
+            && find_vm(&sim, "web-02")
+                .unwrap()
+                .extra_config
+                .contains_key("ceso.creating")
+    });
+    assert_eq!(snapshot_names(&sim, "web-01"), ["ceso-clone-web-02"]);
+
+    // Right away, the same state file knows the host may still be copying: nothing is done.
+    let refused = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    refused.expect(1);
+    assert!(
+        refused.stderr().contains("interrupted"),
+        "{}",
+        refused.stderr()
+    );
+
+    // Once the host has finished what it was doing (the copy the killed run asked for) and the
+    // check has expired (here: another state file), the next apply converges.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let later = inv
+        .command(&sim, &["plan", &inv.path().display().to_string()])
+        .env("CESO_STATE", inv.dir.path().join("later.redb"))
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&later.stdout).into_owned();
+    assert!(plan.contains("half-made"), "{plan}");
+    assert!(plan.contains("left by an interrupted clone"), "{plan}");
+    let apply = inv
+        .command(
+            &sim,
+            &["apply", &inv.path().display().to_string(), "--auto-approve"],
+        )
+        .env("CESO_STATE", inv.dir.path().join("later.redb"))
+        .output()
+        .unwrap();
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stdout)
+    );
+    let copy = find_vm(&sim, "web-02").expect("made again");
+    assert!(
+        copy.extra_config
+            .get("ceso.creating")
+            .is_none_or(String::is_empty),
+        "whole now"
+    );
+    assert_eq!(copy.disk_files.len(), 1);
+    assert!(snapshot_names(&sim, "web-01").is_empty());
+    assert_eq!(
+        support::list_vms(&sim)
+            .iter()
+            .filter(|v| v.name.starts_with("web-02"))
+            .count(),
+        1,
+        "no leftover copy"
+    );
+}

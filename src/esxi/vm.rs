@@ -15,8 +15,8 @@ use super::properties::{
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
 use crate::cloudinit::CloudInitConfig;
 use crate::host::{
-    CLONE_SNAPSHOT_PREFIX, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange, OpOutcome,
-    POWER_KEY, PROTECT_KEY, VmCreateSpec, VmReconfigSpec,
+    CLONE_SNAPSHOT_PREFIX, CREATING_KEY, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange,
+    OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec, VmReconfigSpec,
 };
 
 /// Device key of the SCSI controller created together with a VM's disks.
@@ -772,13 +772,28 @@ impl EsxiClient {
                 .await?;
             devices = Some(attached);
         }
+        // The last write also clears the "being created" marker: from then on the VM is whole.
+        let finished: BTreeMap<String, String> = spec
+            .extra_config
+            .contains_key(CREATING_KEY)
+            .then(|| (CREATING_KEY.to_owned(), String::new()))
+            .into_iter()
+            .collect();
         if let Some(cloud_init) = &spec.cloud_init {
             let devices = match devices {
                 Some(d) => d,
                 None => self.vm_devices(vm_ref, vm).await?,
             };
-            self.write_guestinfo(vm_ref, vm, cloud_init, &devices)
+            self.write_guestinfo(vm_ref, vm, cloud_init, &devices, finished)
                 .await?;
+        } else if !finished.is_empty() {
+            let spec = VmReconfigSpec {
+                extra_config: finished,
+                ..VmReconfigSpec::default()
+            };
+            if let Some(config) = reconfig_config_spec(vm, &spec, &[])? {
+                self.reconfig_task(vm_ref, vm, &config).await?;
+            }
         }
         Ok(())
     }
@@ -1171,10 +1186,13 @@ impl EsxiClient {
         vm: &str,
         config: &CloudInitConfig,
         devices: &[Element],
+        also: BTreeMap<String, String>,
     ) -> Result<(), EsxiError> {
         let macs = nic_macs(vm, devices)?;
+        let mut extra_config = crate::cloudinit::guestinfo(config, &macs);
+        extra_config.extend(also);
         let spec = VmReconfigSpec {
-            extra_config: crate::cloudinit::guestinfo(config, &macs),
+            extra_config,
             ..VmReconfigSpec::default()
         };
         if let Some(config) = reconfig_config_spec(vm, &spec, &[])? {
@@ -1204,7 +1222,7 @@ impl EsxiClient {
         }
         if let Some(cloud_init) = &spec.cloud_init {
             let devices = self.vm_devices(&vm_ref, vm).await?;
-            self.write_guestinfo(&vm_ref, vm, cloud_init, &devices)
+            self.write_guestinfo(&vm_ref, vm, cloud_init, &devices, BTreeMap::new())
                 .await?;
         }
         Ok(OpOutcome::default())

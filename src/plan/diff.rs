@@ -14,9 +14,9 @@ use crate::cloudinit::{CloudInitConfig, METADATA_KEY};
 use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{
-    APPLIED_KEY, CLONE_SNAPSHOT_PREFIX, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange,
-    ObservedHost, ObservedVm, POWER_KEY, PROTECT_KEY, PowerState, TEMPLATE_KEY, VmCreateSpec,
-    VmReconfigSpec,
+    APPLIED_KEY, CLONE_SNAPSHOT_PREFIX, CREATING_KEY, CloneSource, DiskChange, HostOp, MANAGED_KEY,
+    NicChange, ObservedHost, ObservedVm, POWER_KEY, PROTECT_KEY, PowerState, TEMPLATE_KEY,
+    VmCreateSpec, VmReconfigSpec,
 };
 use crate::ipam::Holding;
 use crate::manifest::{Power, ShutdownSpec, Size};
@@ -337,7 +337,11 @@ impl Planner {
             .flat_map(|o| &o.disks)
             .find(|disk| disk.file_name == template.disk)
             .map(|disk| (disk.file_name.clone(), disk.capacity_bytes));
-        let existing = claimed.first().copied();
+        // A VM left half-made by an interrupted run needs the template again.
+        let existing = claimed
+            .iter()
+            .copied()
+            .find(|e| !e.extra_config.contains_key(CREATING_KEY));
         let Some(found) = found else {
             if let Some(existing) = existing {
                 // The VM exists: its disk 0 no longer depends on the template.
@@ -399,6 +403,12 @@ impl Planner {
             .iter()
             .find(|o| o.managed_name() == Some(source_name.as_str()))
             .or_else(|| observed.vms.iter().find(|o| o.name == source_name));
+        // A VM left half-made by an interrupted run is made again from the source.
+        let claimed: Vec<&ObservedVm> = claimed
+            .iter()
+            .copied()
+            .filter(|e| !e.extra_config.contains_key(CREATING_KEY))
+            .collect();
         let model = match (claimed.first(), source) {
             (Some(existing), _) => *existing,
             (None, Some(source)) => source,
@@ -536,6 +546,10 @@ impl Planner {
             extra_config: {
                 let mut config = marker_config(vm);
                 config.insert(POWER_KEY.to_owned(), Power::Off.to_string());
+                if origin.is_some() {
+                    // Cleared by the creation's last step (copies take a while).
+                    config.insert(CREATING_KEY.to_owned(), "true".to_owned());
+                }
                 config
             },
             template_disk: match origin {
@@ -643,7 +657,9 @@ impl Planner {
 
     fn update(&mut self, declared: &DesiredVm, observed: &ObservedVm, origin: Option<&DiskOrigin>) {
         let vm = &effective(declared, observed);
-        let applied: Option<VmSettings> = applied_settings(observed);
+        // What a half-made VM lacks is not drift: nothing was changed outside ceso.
+        let applied: Option<VmSettings> = applied_settings(observed)
+            .filter(|_| !observed.extra_config.contains_key(CREATING_KEY));
         let comparison = compare(&vm.config, observed, applied.as_ref());
         for problem in &comparison.problems {
             self.diagnostics.push(
@@ -683,10 +699,12 @@ impl Planner {
                         .field("spec.protect")
                         .hint("revert the change that forces replacement (see the plan); if losing the VM is intended, first apply `protect: false` on its own, then the change"),
                 );
-            } else if vm.config.template.is_some() && origin.is_none() {
+            } else if (vm.config.template.is_some() || vm.config.source.is_some())
+                && origin.is_none()
+            {
                 self.diagnostics.push(
                     Diagnostic::error(format!(
-                        "VM {} must be re-created, but the disk of its template is not on the host",
+                        "VM {} must be re-created, but the disks it is made from (its template's or source's) are not on the host",
                         vm.name
                     ))
                     .resource(address(&vm.name))
@@ -990,6 +1008,15 @@ fn compare(
     applied: Option<&VmSettings>,
 ) -> Comparison {
     let mut out = Comparison::default();
+    if observed.extra_config.contains_key(CREATING_KEY) {
+        out.field(
+            "creation".into(),
+            Some("left half-made by an interrupted run".into()),
+            Some("made again".into()),
+            false,
+        )
+        .forces_replacement = true;
+    }
     let unchanged_since_apply =
         |pick: &dyn Fn(&VmSettings) -> String| applied.is_some_and(|a| pick(a) == pick(desired));
     // Added while the VM runs when the VM has hot-add enabled; removed only when it is off.

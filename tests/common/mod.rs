@@ -160,6 +160,8 @@ impl FakeHost {
                     ..ObservedVm::default()
                 };
                 let mut vm = vm;
+                // The fake finishes every creation at once.
+                vm.extra_config.remove(ceso::host::CREATING_KEY);
                 if let Some(template) = &spec.template_disk
                     && let Some(disk) = vm.disks.first_mut()
                 {
