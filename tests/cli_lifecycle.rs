@@ -383,3 +383,141 @@ fn a_clone_killed_mid_copy_is_made_again_and_its_snapshot_removed() {
         "no leftover copy"
     );
 }
+
+#[test]
+fn with_hot_add_enabled_more_cpu_and_memory_arrive_without_a_restart() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("app-01", 1, ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let moref = find_vm(&sim, "app-01").unwrap().moref;
+    let response = support::soap_query_response(
+        &sim,
+        &format!(
+            r#"<ReconfigVM_Task xmlns="urn:vim25"><_this type="VirtualMachine">{moref}</_this><spec><memoryHotAddEnabled>true</memoryHotAddEnabled><cpuHotAddEnabled>true</cpuHotAddEnabled></spec></ReconfigVM_Task>"#
+        ),
+    );
+    assert_eq!(support::task_outcome(&sim, &response).0, "success");
+    inv.set_vms(&vm("app-01", 4, "").replace("memory: 1GiB", "memory: 2GiB"));
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        !plan.stdout().contains("requires power off"),
+        "{}",
+        plan.stdout()
+    );
+    sim.reset_stats();
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(sim.method_count("ShutdownGuest"), 0, "no restart");
+    let app = find_vm(&sim, "app-01").unwrap();
+    assert_eq!(
+        (app.num_cpu, app.memory_mb, app.power_state.as_str()),
+        (4, 2048, "poweredOn")
+    );
+}
+
+#[test]
+fn a_clone_whose_power_on_fails_is_whole_and_the_next_apply_powers_it_on() {
+    let sim = standalone_simulator();
+    let source = vm("web-01", 1, "");
+    let clone = "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: { name: web-02 }\nspec:\n  host: esxi-01\n  source: { vm: web-01 }\n";
+    let inv = Inventory::new(&sim, &source);
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&format!("{source}{clone}"));
+    sim.inject_fault("PowerOnVM_Task=task:InsufficientResourcesFault*1");
+    let failed = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    failed.expect(1);
+    assert!(
+        failed.stdout().contains("InsufficientResourcesFault"),
+        "{}",
+        failed.stdout()
+    );
+    let copy = find_vm(&sim, "web-02").expect("the clone is kept: it is whole");
+    assert_eq!(copy.power_state, "poweredOff");
+    assert!(snapshot_names(&sim, "web-01").is_empty());
+    let next = inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]);
+    next.expect(0);
+    assert_eq!(find_vm(&sim, "web-02").unwrap().power_state, "poweredOn");
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+#[test]
+fn a_powered_off_source_is_cloned_without_a_snapshot() {
+    let sim = standalone_simulator();
+    let source = vm("web-01", 2, "").replace("power: on", "power: off");
+    let clone = "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: { name: web-02 }\nspec:\n  host: esxi-01\n  source: { vm: web-01 }\n  power: off\n";
+    let inv = Inventory::new(&sim, &source);
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let file = find_vm(&sim, "web-01").unwrap().disk_files[0].clone();
+    let relative = file
+        .split_once("] ")
+        .map_or(file.as_str(), |(_, p)| p)
+        .to_owned();
+    std::fs::write(
+        sim.datastore_dir
+            .join(relative.replace(".vmdk", "-flat.vmdk")),
+        "the source's data".repeat(500),
+    )
+    .unwrap();
+    inv.set_vms(&format!("{source}{clone}"));
+    sim.reset_stats();
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert_eq!(sim.method_count("CreateSnapshot_Task"), 0);
+    assert_eq!(sim.method_count("CloneVM_Task"), 0);
+    assert_eq!(disk_digests(&sim, "web-02"), disk_digests(&sim, "web-01"));
+    assert_eq!(find_vm(&sim, "web-02").unwrap().num_cpu, 2);
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
+
+#[test]
+fn a_different_template_replaces_the_vm_unless_it_is_protected() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, "");
+    inv.import_template(&sim, "ubuntu");
+    inv.import_template(&sim, "ubuntu-next");
+    let from = |template: &str, extra: &str| {
+        format!(
+            "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: app-01 }}\nspec:\n  host: esxi-01\n  template: {template}\n  memory: 1GiB\n{extra}"
+        )
+    };
+    inv.set_vms(&from("ubuntu", "  protect: true\n"));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let before = find_vm(&sim, "app-01").unwrap().moref;
+
+    inv.set_vms(&from("ubuntu-next", "  protect: true\n"));
+    let refused = inv.ceso(&sim, &["plan", "DIR"]);
+    refused.expect(1);
+    let text = refused.stdout() + &refused.stderr();
+    assert!(
+        text.contains("is protected and cannot be replaced"),
+        "{text}"
+    );
+
+    inv.set_vms(&from("ubuntu", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    inv.set_vms(&from("ubuntu-next", ""));
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        plan.stdout().contains("-/+ VirtualMachine/app-01"),
+        "{}",
+        plan.stdout()
+    );
+    assert!(
+        plan.stdout().contains("forces replacement"),
+        "{}",
+        plan.stdout()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let after = find_vm(&sim, "app-01").unwrap();
+    assert_ne!(after.moref, before, "a new VM");
+    assert_eq!(after.power_state, "poweredOn");
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}
