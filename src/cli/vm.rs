@@ -19,6 +19,23 @@ use crate::manifest::{
 };
 use crate::plan::DEFAULT_GUEST_IP_TIMEOUT_SECS;
 
+/// What `vm create` and `vm clone` share: where the manifest goes and how it is applied.
+#[derive(Debug, Args)]
+pub struct NewVmArgs {
+    /// Power state after creation.
+    #[arg(long, default_value = "on", value_parser = parse_power)]
+    pub power: Power,
+    /// The inventory directory; the manifest is written to `<inventory>/vms/<name>.yaml`.
+    #[arg(long, default_value = ".")]
+    pub inventory: PathBuf,
+    /// Apply without asking (needed without a terminal).
+    #[arg(long, visible_alias = "auto-approve")]
+    pub yes: bool,
+    /// How long to wait for the guest to report its IP address.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
+    pub guest_ip_timeout: u64,
+}
+
 /// Arguments of `ceso vm create`.
 #[derive(Debug, Args)]
 pub struct VmCreateArgs {
@@ -52,18 +69,8 @@ pub struct VmCreateArgs {
     /// Size of disk 0, e.g. 20GiB (default: the template's).
     #[arg(long)]
     pub disk: Option<Size>,
-    /// Power state after creation.
-    #[arg(long, default_value = "on", value_parser = parse_power)]
-    pub power: Power,
-    /// The inventory directory; the manifest is written to `<inventory>/vms/<name>.yaml`.
-    #[arg(long, default_value = ".")]
-    pub inventory: PathBuf,
-    /// Apply without asking (needed without a terminal).
-    #[arg(long, visible_alias = "auto-approve")]
-    pub yes: bool,
-    /// How long to wait for the guest to report its IP address.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
-    pub guest_ip_timeout: u64,
+    #[command(flatten)]
+    pub new_vm: NewVmArgs,
 }
 
 /// Arguments of `ceso vm clone`.
@@ -83,18 +90,8 @@ pub struct VmCloneArgs {
     /// The IpPool for `--ip auto` (given alone, it implies `--ip auto`).
     #[arg(long)]
     pub pool: Option<String>,
-    /// Power state after creation.
-    #[arg(long, default_value = "on", value_parser = parse_power)]
-    pub power: Power,
-    /// The inventory directory; the manifest is written to `<inventory>/vms/<name>.yaml`.
-    #[arg(long, default_value = ".")]
-    pub inventory: PathBuf,
-    /// Apply without asking (needed without a terminal).
-    #[arg(long, visible_alias = "auto-approve")]
-    pub yes: bool,
-    /// How long to wait for the guest to report its IP address.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GUEST_IP_TIMEOUT_SECS)]
-    pub guest_ip_timeout: u64,
+    #[command(flatten)]
+    pub new_vm: NewVmArgs,
 }
 
 /// Arguments of `ceso vm delete`.
@@ -132,7 +129,7 @@ fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> 
 
 /// `ceso vm create`
 pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, CommandError> {
-    let inventory = load_inventory(&args.inventory)?;
+    let inventory = load_inventory(&args.new_vm.inventory)?;
     if let Some(existing) = inventory.vms.get(&args.name) {
         return Err(CommandError::with_hint(
             format!(
@@ -202,7 +199,7 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
             .map(|size| vec![DiskSpec { size }])
             .unwrap_or_default(),
         networks: (network != NetworkSpec::default()).then(|| vec![network]),
-        power: args.power,
+        power: args.new_vm.power,
         guest_id: None,
         datastore: None,
         protect: false,
@@ -213,27 +210,18 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
         annotation: None,
         shutdown: None,
     };
-    write_and_apply(
-        &args.inventory,
-        &args.name,
-        spec,
-        args.yes,
-        args.guest_ip_timeout,
-        state,
-    )
-    .await
+    write_and_apply(&args.new_vm, &args.name, spec, state).await
 }
 
 /// Writes `<inventory>/vms/<name>.yaml`, then plans and applies just that VM; removes the file
 /// again when nothing was applied.
 async fn write_and_apply(
-    inventory: &Path,
+    new_vm: &NewVmArgs,
     name: &str,
     spec: VirtualMachineSpec,
-    yes: bool,
-    guest_ip_timeout: u64,
     state: &Path,
 ) -> Result<Outcome, CommandError> {
+    let inventory = new_vm.inventory.as_path();
     let document = Document {
         api_version: API_VERSION.to_owned(),
         kind: "VirtualMachine".to_owned(),
@@ -254,8 +242,8 @@ async fn write_and_apply(
     }
     write_atomically(&file, &text)?;
     println!("Wrote {}.", file.display());
-    let mut apply = apply_args(inventory, name, yes, false);
-    apply.guest_ip_timeout = guest_ip_timeout;
+    let mut apply = apply_args(inventory, name, new_vm.yes, false);
+    apply.guest_ip_timeout = new_vm.guest_ip_timeout;
     let result = apply::run(&apply, state).await;
     if result.is_err() && !apply.steps_ran.get() {
         // Nothing was created: the inventory goes back to what it was.
@@ -272,7 +260,7 @@ async fn write_and_apply(
 
 /// `ceso vm clone`
 pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandError> {
-    let inventory = load_inventory(&args.inventory)?;
+    let inventory = load_inventory(&args.new_vm.inventory)?;
     if let Some(existing) = inventory.vms.get(&args.name) {
         return Err(CommandError::with_hint(
             format!(
@@ -327,7 +315,7 @@ pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandEr
         memory: None,
         disks: vec![],
         networks: Some(networks),
-        power: args.power,
+        power: args.new_vm.power,
         guest_id: None,
         datastore: None,
         protect: false,
@@ -335,15 +323,7 @@ pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandEr
         annotation: None,
         shutdown: None,
     };
-    write_and_apply(
-        &args.inventory,
-        &args.name,
-        spec,
-        args.yes,
-        args.guest_ip_timeout,
-        state,
-    )
-    .await
+    write_and_apply(&args.new_vm, &args.name, spec, state).await
 }
 
 /// `ceso vm delete`

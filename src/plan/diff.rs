@@ -708,8 +708,12 @@ impl Planner {
                         vm.name
                     ))
                     .resource(address(&vm.name))
-                    .field("spec.template")
-                    .hint("import the template again (`ceso template import`), or revert the change that forces replacement"),
+                    .field(if vm.config.source.is_some() {
+                        "spec.source"
+                    } else {
+                        "spec.template"
+                    })
+                    .hint("import the template again (`ceso template import`) or restore the source VM, or revert the change that forces replacement"),
                 );
                 change.action = Action::NoOp;
                 change.notes.push(LEFT_ALONE.to_owned());
