@@ -344,6 +344,13 @@ async fn waiting_for_the_guest_address_succeeds_or_says_why_not() {
             })
             .await
             .expect("create");
+        client
+            .execute(&HostOp::PowerOn {
+                moref: None,
+                vm: name.to_owned(),
+            })
+            .await
+            .expect("power on");
     }
 
     // Tools never started: the guest reports nothing.

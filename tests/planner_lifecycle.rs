@@ -173,3 +173,55 @@ fn a_snapshot_left_by_an_interrupted_clone_is_removed() {
     );
     assert!(ceso::plan::structure_problems(&plan).is_empty());
 }
+
+#[test]
+fn work_on_a_clone_source_is_one_step_at_a_time() {
+    let mut source = desired_vm("web-01", 2, 4, Power::On);
+    let fake = converged(&desired(vec![source.clone()], false));
+    let mut legacy_snapshot = fake.observe_now();
+    legacy_snapshot.vms[0].snapshots = vec![ceso::host::ObservedSnapshot {
+        moref: "snapshot-9".into(),
+        name: "ceso-clone-old".into(),
+    }];
+    source.config.cpu = 3; // the source itself is reconfigured in the same plan
+    let all = desired(
+        vec![
+            source,
+            clone_of("web-02", "web-01"),
+            clone_of("web-03", "web-01"),
+        ],
+        false,
+    );
+    let plan = plan(&all, &legacy_snapshot, false);
+    let id = |description: &str| {
+        plan.steps
+            .iter()
+            .find(|s| s.description == description)
+            .unwrap_or_else(|| panic!("{description}: {:?}", step_descriptions(&plan)))
+            .id
+    };
+    let removal = id("remove snapshot ceso-clone-old of web-01");
+    assert_eq!(removal, 0, "first");
+    let clone_02 = &plan.steps[id("create VM web-02")];
+    let clone_03 = &plan.steps[id("create VM web-03")];
+    assert!(clone_02.after.contains(&removal), "{:?}", clone_02.after);
+    assert!(
+        clone_03.after.contains(&clone_02.id),
+        "{:?}",
+        clone_03.after
+    );
+    // Whatever order the names give, the source's own steps and its clones never overlap.
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.resource == "VirtualMachine/web-01")
+    {
+        let before = step.id < clone_02.id;
+        let ordered = if before {
+            clone_02.after.contains(&step.id)
+        } else {
+            step.after.contains(&clone_02.id)
+        };
+        assert!(ordered, "{} vs create VM web-02", step.description);
+    }
+}

@@ -410,3 +410,35 @@ fn a_dhcp_adapter_gets_cloud_init_but_nothing_to_wait_for() {
             .any(|s| matches!(s.op, HostOp::WaitForGuestIp { .. }))
     );
 }
+
+#[test]
+fn an_address_the_guest_still_uses_is_not_given_to_another_vm() {
+    let fake = FakeHost::new(host_with_template());
+    let first = load(&ubuntu_vm("web-01", AUTO));
+    apply_all(&fake, &plan_with(&first, &fake.observe_now(), vec![]));
+    // The guest runs with .100; its manifest now asks for .102 (applied at its next boot).
+    fake.state
+        .borrow_mut()
+        .vms
+        .iter_mut()
+        .find(|vm| vm.name == "web-01")
+        .unwrap()
+        .guest_ips = vec!["192.168.1.100".into()];
+    let moved = load(&ubuntu_vm(
+        "web-01",
+        "  networks: [ { ip: 192.168.1.102/24 } ]\n",
+    ));
+    apply_all(&fake, &plan_with(&moved, &fake.observe_now(), vec![]));
+    let both = load(
+        &(ubuntu_vm("web-01", "  networks: [ { ip: 192.168.1.102/24 } ]\n")
+            + &ubuntu_vm("web-02", AUTO)),
+    );
+    let plan = plan_with(&both, &fake.observe_now(), vec![]);
+    let web02 = plan.changes.iter().find(|c| c.name == "web-02").unwrap();
+    let ip = web02
+        .fields
+        .iter()
+        .find(|f| f.field == "networks[0].ip")
+        .unwrap();
+    assert_eq!(ip.after.as_deref(), Some("192.168.1.101/24 (pool lan)"));
+}

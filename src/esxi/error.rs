@@ -252,8 +252,9 @@ pub enum EsxiError {
     /// A graceful shutdown was not possible and a hard power-off was not allowed. The VM was
     /// left running.
     #[error(
-        "VM {vm:?} was not shut down: {reason}. It was left running; to allow a hard power-off \
-         instead, set `shutdown: {{ force: true }}` on the VM, or pass `--force-power-off`"
+        "VM {vm:?} was not shut down: {reason}. ceso did not power it off; to allow a hard \
+         power-off instead, set `shutdown: {{ force: true }}` on the VM, or pass \
+         `--force-power-off`"
     )]
     ShutdownRefused {
         /// The VM name.
@@ -477,9 +478,9 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "VM \"db-01\" was not shut down: VMware Tools are not running in the guest. It was \
-             left running; to allow a hard power-off instead, set `shutdown: { force: true }` on \
-             the VM, or pass `--force-power-off`"
+            "VM \"db-01\" was not shut down: VMware Tools are not running in the guest. ceso did \
+             not power it off; to allow a hard power-off instead, set `shutdown: { force: true }` \
+             on the VM, or pass `--force-power-off`"
         );
     }
 }

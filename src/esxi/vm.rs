@@ -747,7 +747,22 @@ impl EsxiClient {
                 .map(|d| d.children.clone())
                 .unwrap_or_default();
 
-            match spec.clone_from.as_ref().filter(|source| source.running) {
+            // The source's power state now, not when the plan was made: a running VM's disks
+            // are only consistent (and readable) through a snapshot.
+            let source_runs = match &spec.clone_from {
+                Some(source) => {
+                    let state = self
+                        .read_vm(
+                            &MoRef::new("VirtualMachine", &source.moref),
+                            &source.vm,
+                            &["runtime.powerState"],
+                        )
+                        .await?;
+                    state.prop_text("runtime.powerState").map(str::trim) != Some("poweredOff")
+                }
+                None => false,
+            };
+            match spec.clone_from.as_ref().filter(|_| source_runs) {
                 Some(source) => {
                     self.copy_from_snapshot(source, vm, &sources, &dests, placement, leftovers)
                         .await?
@@ -992,9 +1007,14 @@ impl EsxiClient {
             }
         }
         let w = method_body(vm_ref);
-        if let Err(e) = self.run_task("Destroy_Task", &w.finish(), vm).await {
-            remaining.insert(0, format!("VM {vm:?} (moref {})", vm_ref.value));
-            first_failure.get_or_insert(e);
+        match self.run_task("Destroy_Task", &w.finish(), vm).await {
+            Ok(_) => {}
+            // Already gone: nothing is left behind.
+            Err(e) if e.fault_type() == Some("ManagedObjectNotFound") => {}
+            Err(e) => {
+                remaining.insert(0, format!("VM {vm:?} (moref {})", vm_ref.value));
+                first_failure.get_or_insert(e);
+            }
         }
         let cause = Box::new(cause);
         match first_failure {
@@ -1059,7 +1079,7 @@ impl EsxiClient {
                         return Ok(OpOutcome::default());
                     }
                     format!(
-                        "the guest did not stop within {} s of the shutdown request",
+                        "the guest did not stop within {} s of the shutdown request (it may still be stopping)",
                         timeout.as_secs()
                     )
                 }
@@ -1243,7 +1263,17 @@ impl EsxiClient {
         let start = Instant::now();
         let mut next_progress = start + GUEST_PROGRESS_INTERVAL;
         loop {
-            let (reported, tools_running) = self.guest_status(&vm_ref, vm).await?;
+            let (reported, tools_running, powered_on) = self.guest_status(&vm_ref, vm).await?;
+            if !powered_on {
+                // Nothing will report an address: say so now rather than at the timeout.
+                return Err(EsxiError::GuestIpTimeout {
+                    vm: vm.to_owned(),
+                    expected,
+                    reported,
+                    tools_running: false,
+                    waited_secs: start.elapsed().as_secs(),
+                });
+            }
             if expected.iter().all(|e| reported.contains(e)) {
                 tracing::info!("{vm} reports {}", reported.join(", "));
                 return Ok(OpOutcome::default());
@@ -1269,24 +1299,30 @@ impl EsxiClient {
         }
     }
 
-    /// The addresses the guest reports (canonical, link-local excluded) and whether VMware
-    /// Tools runs.
+    /// The addresses the guest reports (canonical, link-local excluded), whether VMware Tools
+    /// runs, and whether the VM is powered on.
     async fn guest_status(
         &self,
         vm_ref: &MoRef,
         vm: &str,
-    ) -> Result<(Vec<String>, bool), EsxiError> {
+    ) -> Result<(Vec<String>, bool, bool), EsxiError> {
         let o = self
             .read_vm(
                 vm_ref,
                 vm,
-                &["guest.net", "guest.ipAddress", "guest.toolsRunningStatus"],
+                &[
+                    "guest.net",
+                    "guest.ipAddress",
+                    "guest.toolsRunningStatus",
+                    "runtime.powerState",
+                ],
             )
             .await?;
         let reported = guest_ips(o.prop("guest.ipAddress"), o.prop("guest.net"));
         Ok((
             reported,
             tools_running(o.prop_text("guest.toolsRunningStatus")),
+            o.prop_text("runtime.powerState").map(str::trim) == Some("poweredOn"),
         ))
     }
 
@@ -1325,7 +1361,9 @@ impl EsxiClient {
         if extra.get(MANAGED_KEY).is_none_or(|name| name.is_empty()) {
             return Err(refuse("it was not created by ceso"));
         }
-        if extra.get(PROTECT_KEY).map(String::as_str) == Some("true") {
+        // A VM left half-made by an interrupted creation never held data.
+        let half_made = extra.get(CREATING_KEY).is_some_and(|v| !v.is_empty());
+        if extra.get(PROTECT_KEY).map(String::as_str) == Some("true") && !half_made {
             return Err(refuse("it is protected"));
         }
         self.vm_task("Destroy_Task", Some(&vm_ref.value), vm).await

@@ -584,7 +584,21 @@ fn check_vm(
             "omit it to use the host's default datastore",
         );
     }
+    let wants_cloud_init = spec.template.is_some()
+        || spec.source.is_some()
+        || spec.networks.iter().flatten().any(|n| n.ip.is_some());
     let Some(cloud_init) = &spec.cloud_init else {
+        // The guest is still told its host name: the VM's name.
+        if wants_cloud_init && let Err(reason) = check_hostname(&vm.name) {
+            check.error(
+                "metadata.name",
+                format!(
+                    "{:?} is not a valid host name for the guest: {reason}",
+                    vm.name
+                ),
+                "rename the VM, or set `cloudInit: { hostname: ... }` (letters, digits and '-')",
+            );
+        }
         return vec![];
     };
     let hostname = cloud_init.hostname.as_deref().unwrap_or(&vm.name);

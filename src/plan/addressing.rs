@@ -59,12 +59,29 @@ pub fn holdings(
                         .and_then(|s| s.cloud_init)
                         .map(|c| c.interfaces)
                         .unwrap_or_default();
+                    let mut recorded = BTreeSet::new();
                     for (nic, interface) in interfaces.iter().enumerate() {
                         if let Some(address) = recorded_address(interface) {
+                            recorded.insert(address);
                             out.push(Holding {
                                 host: host.clone(),
                                 vm: name.to_owned(),
                                 nic: Some(nic),
+                                address,
+                                kind: HolderKind::Managed,
+                            });
+                        }
+                    }
+                    // What the guest still uses (an address it has not yet given up for a new
+                    // one, a DHCP lease) stays taken too.
+                    for ip in &vm.guest_ips {
+                        if let Ok(address) = ip.parse::<Ipv4Addr>()
+                            && recorded.insert(address)
+                        {
+                            out.push(Holding {
+                                host: host.clone(),
+                                vm: name.to_owned(),
+                                nic: None,
                                 address,
                                 kind: HolderKind::Managed,
                             });

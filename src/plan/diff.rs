@@ -142,6 +142,13 @@ struct Planner {
     guest_ip_timeout_secs: u64,
     /// `--force-power-off`: a hard power-off is allowed wherever a shutdown does not work.
     force_power_off: bool,
+    /// Steps so far, by the VM they act on.
+    steps_by_vm: BTreeMap<String, Vec<usize>>,
+    /// Clone creations so far, by the VM they copy: a source is worked on by one step at a time
+    /// (a host refuses a second snapshot, and consolidation needs the disks a copy reads).
+    clones_by_source: BTreeMap<String, Vec<usize>>,
+    /// Snapshots left by interrupted clones, by VM: (name, host, unmanaged, notes).
+    stray_notes: Vec<(String, String, bool, Vec<String>)>,
 }
 
 /// Where a new VM's disks come from, as found on its host.
@@ -185,6 +192,10 @@ impl Planner {
                     template: vm.extra_config.get(TEMPLATE_KEY).cloned(),
                 }),
             }
+        }
+        // First, so that whatever else acts on those VMs comes after.
+        for vm in &observed.vms {
+            self.remove_stray_snapshots(host, vm);
         }
         for vm in vms {
             if self.failed_vms.contains(&vm.name) || !self.check_host_objects(vm, observed) {
@@ -257,9 +268,7 @@ impl Planner {
                 self.orphan(host, name, vm, prune);
             }
         }
-        for vm in &observed.vms {
-            self.remove_stray_snapshots(host, vm);
-        }
+        self.note_stray_snapshots();
     }
 
     /// Plans the removal of the snapshots ceso takes to clone a running VM that an interrupted
@@ -289,27 +298,35 @@ impl Planner {
             let description = format!("remove snapshot {} of {}", snapshot.name, vm.name);
             self.push_step(&name, host, description, op, None);
         }
-        match self
-            .changes
-            .iter_mut()
-            .find(|c| c.address == address(&name))
-        {
-            Some(change) => {
-                if change.action == Action::NoOp {
-                    change.action = Action::Update;
+        self.stray_notes
+            .push((name, host.to_owned(), vm.managed_name().is_none(), notes));
+    }
+
+    /// Adds the notes of the stray snapshots to the changes of their VMs (made afterwards).
+    fn note_stray_snapshots(&mut self) {
+        for (name, host, unmanaged, notes) in std::mem::take(&mut self.stray_notes) {
+            match self
+                .changes
+                .iter_mut()
+                .find(|c| c.address == address(&name))
+            {
+                Some(change) => {
+                    if change.action == Action::NoOp {
+                        change.action = Action::Update;
+                    }
+                    change.notes.extend(notes);
                 }
-                change.notes.extend(notes);
+                None => self.changes.push(ResourceChange {
+                    address: address(&name),
+                    host,
+                    name,
+                    action: Action::Update,
+                    fields: vec![],
+                    power_cycle: false,
+                    undeclared: unmanaged,
+                    notes,
+                }),
             }
-            None => self.changes.push(ResourceChange {
-                address: address(&name),
-                host: host.to_owned(),
-                name,
-                action: Action::Update,
-                fields: vec![],
-                power_cycle: false,
-                undeclared: vm.managed_name().is_none(),
-                notes,
-            }),
         }
     }
 
@@ -527,10 +544,11 @@ impl Planner {
             host: host.to_owned(),
             description,
             depends_on: after.into_iter().collect(),
-            after: vec![],
+            after: self.clones_by_source.get(vm).cloned().unwrap_or_default(),
             compensating: false,
             op,
         });
+        self.steps_by_vm.entry(vm.to_owned()).or_default().push(id);
         id
     }
 
@@ -564,7 +582,27 @@ impl Planner {
                 _ => None,
             },
         };
+        let source = spec.clone_from.as_ref().map(|s| s.vm.clone());
         let created = self.vm_step(vm, CREATE_VM, HostOp::CreateVm { spec }, after);
+        if let Some(source) = source {
+            let earlier: Vec<usize> = self
+                .steps_by_vm
+                .get(&source)
+                .into_iter()
+                .flatten()
+                .chain(self.clones_by_source.get(&source).into_iter().flatten())
+                .copied()
+                .filter(|id| *id != created)
+                .collect();
+            let step = &mut self.steps[created];
+            step.after.extend(earlier);
+            step.after.sort_unstable();
+            step.after.dedup();
+            self.clones_by_source
+                .entry(source)
+                .or_default()
+                .push(created);
+        }
         if vm.config.power == Power::On {
             let powered_on = self.vm_step(
                 vm,
@@ -669,7 +707,9 @@ impl Planner {
                     .hint(problem.hint.clone()),
             );
         }
-        let protected = vm.config.protect || observed.is_protected();
+        // A VM left half-made never held data: re-making it is not losing it.
+        let half_made = observed.extra_config.contains_key(CREATING_KEY);
+        let protected = !half_made && (vm.config.protect || observed.is_protected());
         let mut change = ResourceChange {
             address: address(&vm.name),
             host: vm.host.clone(),
@@ -1158,18 +1198,6 @@ fn compare(
             .unwrap_or_else(|| "none".to_owned());
         out.field("template".into(), Some(before), Some(want.clone()), false)
             .forces_replacement = true;
-    }
-    if let (Some(have), Some(want)) = (observed.firmware, desired.firmware)
-        && have != want
-    {
-        let drift = unchanged_since_apply(&|s| format!("{:?}", s.firmware));
-        out.field(
-            "firmware".into(),
-            Some(have.to_string()),
-            Some(want.to_string()),
-            drift,
-        )
-        .forces_replacement = true;
     }
     compare_cloud_init(&mut out, desired, observed, applied);
     let observed_power = power_word(observed.power);

@@ -13,7 +13,8 @@ use crate::manifest::Size;
 pub struct VmFingerprint {
     pub moref: String,
     /// SHA-256 (first 8 bytes, hex) of the observed VM, counting only ceso's own extraConfig keys
-    /// (others, such as `guestinfo.*` written by VMware Tools, change on their own).
+    /// and leaving out what VMware Tools reports (the guest's addresses, whether Tools run): those
+    /// change on their own.
     pub hash: String,
     /// Facts for people: cpu, memory, guestId, power, disks, networks, protect.
     pub facts: BTreeMap<String, String>,
@@ -25,6 +26,9 @@ pub fn fingerprint(vm: &ObservedVm) -> VmFingerprint {
     relevant
         .extra_config
         .retain(|key, _| key.starts_with("ceso."));
+    // What VMware Tools reports changes on its own, as the guest boots and runs.
+    relevant.guest_ips.clear();
+    relevant.tools_running = false;
     let json = serde_json::to_vec(&relevant).expect("observed VMs serialize");
     let digest = ring::digest::digest(&ring::digest::SHA256, &json);
     let hash = digest.as_ref()[..8]
