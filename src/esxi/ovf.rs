@@ -556,6 +556,18 @@ impl Ova {
                 });
             }
         }
+        // The upload sends the disk as a stream-optimized VMDK, the only form an OVA carries
+        // (the host would refuse anything else only after creating the VM).
+        for disk in &self.descriptor.disks {
+            if let Some(format) = &disk.format
+                && !format.ends_with("#streamOptimized")
+            {
+                return Err(unsupported(format!(
+                    "disk {} is in format {format}; an OVA carries stream-optimized VMDKs (convert it with `qemu-img convert -O vmdk -o subformat=streamOptimized`)",
+                    disk.disk_id
+                )));
+            }
+        }
         match self.descriptor.disks.len() {
             1 => Ok(()),
             0 => Err(unsupported("the descriptor declares no disk".into())),
@@ -622,6 +634,8 @@ pub(crate) struct OvfDisk {
     pub file_ref: Option<String>,
     /// Capacity in bytes.
     pub capacity_bytes: u64,
+    /// `ovf:format`, e.g. `http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized`.
+    pub format: Option<String>,
 }
 
 /// What ceso needs from an OVF descriptor (the host parses the rest).
@@ -719,6 +733,7 @@ impl OvfDescriptor {
                             disk_id: d.attr("diskId").unwrap_or_default().to_owned(),
                             file_ref: d.attr("fileRef").map(str::to_owned),
                             capacity_bytes,
+                            format: d.attr("format").map(str::to_owned),
                         })
                     })
                     .collect::<Result<Vec<_>, String>>()
@@ -1440,6 +1455,10 @@ mod tests {
                 disk_id: "vmdisk1".into(),
                 file_ref: Some("file1".into()),
                 capacity_bytes: 10 << 30,
+                format: Some(
+                    "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+                        .into()
+                ),
             }]
         );
         assert_eq!(d.networks, vec!["VM Network"]);

@@ -15,8 +15,8 @@ use super::properties::{
 use super::xml::{Element, MoRef, XmlWriter, XsiType};
 use crate::cloudinit::CloudInitConfig;
 use crate::host::{
-    CLONE_SNAPSHOT_PREFIX, CREATING_KEY, CloneSource, DiskChange, HostOp, MANAGED_KEY, NicChange,
-    OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec, VmReconfigSpec,
+    APPLIED_KEY, CLONE_SNAPSHOT_PREFIX, CREATING_KEY, CloneSource, DiskChange, HostOp, MANAGED_KEY,
+    NicChange, OpOutcome, POWER_KEY, PROTECT_KEY, VmCreateSpec, VmReconfigSpec,
 };
 
 /// Device key of the SCSI controller created together with a VM's disks.
@@ -1237,12 +1237,21 @@ impl EsxiClient {
         } else {
             Vec::new()
         };
-        if let Some(config) = reconfig_config_spec(vm, spec, &devices)? {
+        // With new guestinfo, the record of what was applied is written together with it: if
+        // that last write fails, the next plan still sees the old record and tries again.
+        let mut first = spec.clone();
+        let mut with_guestinfo = BTreeMap::new();
+        if spec.cloud_init.is_some()
+            && let Some(applied) = first.extra_config.remove(APPLIED_KEY)
+        {
+            with_guestinfo.insert(APPLIED_KEY.to_owned(), applied);
+        }
+        if let Some(config) = reconfig_config_spec(vm, &first, &devices)? {
             self.reconfig_task(&vm_ref, vm, &config).await?;
         }
         if let Some(cloud_init) = &spec.cloud_init {
             let devices = self.vm_devices(&vm_ref, vm).await?;
-            self.write_guestinfo(&vm_ref, vm, cloud_init, &devices, BTreeMap::new())
+            self.write_guestinfo(&vm_ref, vm, cloud_init, &devices, with_guestinfo)
                 .await?;
         }
         Ok(OpOutcome::default())
