@@ -521,3 +521,26 @@ fn a_different_template_replaces_the_vm_unless_it_is_protected() {
     assert_eq!(after.power_state, "poweredOn");
     inv.ceso(&sim, &["plan", "DIR"]).expect(0);
 }
+
+#[test]
+fn vm_delete_follows_the_vms_own_shutdown_policy() {
+    let sim = simulator();
+    let inv = Inventory::new(
+        &sim,
+        &vm(
+            "old-01",
+            1,
+            "  shutdown: { timeoutSeconds: 5, force: true }\n",
+        ),
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    sim.set_guest("old-01", GuestOverride::ToolsOff);
+    inv.ceso(
+        &sim,
+        &["vm", "delete", "old-01", "--inventory", "DIR", "--yes"],
+    )
+    .expect(0);
+    assert!(find_vm(&sim, "old-01").is_none());
+    assert!(!inv.path().join("vms.yaml").exists());
+}

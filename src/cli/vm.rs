@@ -378,7 +378,8 @@ pub async fn delete(args: VmDeleteArgs, state: &Path) -> Result<Outcome, Command
     std::fs::rename(&file, &parked)
         .map_err(|e| CommandError::new(format!("cannot move {}: {e}", file.display())))?;
     let mut apply = apply_args(&args.inventory, &args.name, args.yes, true);
-    apply.force_power_off = args.force_power_off;
+    // The manifest is parked while the VM is deleted: its own `shutdown.force` still counts.
+    apply.force_power_off = args.force_power_off || vm.spec.shutdown.is_some_and(|s| s.force);
     let result = apply::run(&apply, state).await;
     match &result {
         Ok(_) => {
