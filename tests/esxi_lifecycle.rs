@@ -13,30 +13,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ceso::cloudinit::{CloudInitConfig, InterfaceConfig};
-use ceso::esxi::{ConnectOptions, EsxiClient, EsxiError};
+use ceso::esxi::{EsxiClient, EsxiError};
 use ceso::host::{
     CLONE_SNAPSHOT_PREFIX, CloneSource, Host, HostOp, MANAGED_KEY, ObservedVm, POWER_KEY,
     PowerState, VmCreateSpec, VmReconfigSpec,
 };
-use ceso::secret::Secret;
 use support::{GuestOverride, Simulator, find_vm, wait_for_vm, xml_escape};
 
 const MIB: u64 = 1 << 20;
 /// How a standalone ESXi host answers `CloneVM_Task`.
 const NO_CLONE_VM_TASK: &str = "CloneVM_Task=NotSupported";
-
-async fn connect(sim: &Simulator) -> EsxiClient {
-    EsxiClient::connect(ConnectOptions {
-        address: sim.url.clone(),
-        thumbprint: Some(sim.thumbprint.clone()),
-        insecure: false,
-        username: sim.user.clone(),
-        password: Secret::new(sim.password.clone()),
-        task_timeout: Duration::from_secs(30),
-    })
-    .await
-    .expect("connect to the simulator")
-}
 
 fn vm_spec(sim: &Simulator, name: &str, disks: Vec<u64>) -> VmCreateSpec {
     VmCreateSpec {
@@ -246,7 +232,7 @@ fn clone_spec(
 #[tokio::test]
 async fn a_powered_off_vm_is_cloned_by_copying_its_disks_on_the_host() {
     let sim = Simulator::builder().fault(NO_CLONE_VM_TASK).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let source = make_source(&sim, &client, "app-01", &[MIB, 2 * MIB]).await;
     assert_eq!(source.power, Some(PowerState::PoweredOff));
     let before = digests(&sim, &source);
@@ -277,7 +263,7 @@ async fn a_powered_off_vm_is_cloned_by_copying_its_disks_on_the_host() {
 #[tokio::test]
 async fn a_running_vm_is_cloned_from_a_snapshot_that_is_removed_afterwards() {
     let sim = Simulator::builder().fault(NO_CLONE_VM_TASK).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     make_source(&sim, &client, "db-01", &[MIB, MIB]).await;
     client
         .execute(&HostOp::PowerOn {
@@ -338,7 +324,7 @@ async fn a_clone_whose_second_copy_fails_leaves_no_vm_no_folder_and_no_snapshot(
         .fault(NO_CLONE_VM_TASK)
         .method_delay("CopyVirtualDisk_Task", 1500)
         .start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     make_source(&sim, &client, "web-01", &[MIB, MIB]).await;
     client
         .execute(&HostOp::PowerOn {
@@ -385,7 +371,7 @@ async fn a_clone_whose_second_copy_fails_leaves_no_vm_no_folder_and_no_snapshot(
 #[tokio::test]
 async fn a_clone_snapshot_that_cannot_be_removed_is_named_in_the_error() {
     let sim = Simulator::builder().fault(NO_CLONE_VM_TASK).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     make_source(&sim, &client, "web-01", &[MIB]).await;
     client
         .execute(&HostOp::PowerOn {
@@ -467,7 +453,7 @@ fn power_state(sim: &Simulator, vm: &str) -> String {
 #[tokio::test]
 async fn a_guest_with_tools_is_shut_down_gracefully() {
     let sim = Simulator::builder().guest_tools(true).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     create(&client, vm_spec(&sim, "app-01", vec![MIB])).await;
     power_on(&client, "app-01").await;
     wait_for_tools(&sim, "app-01");
@@ -498,7 +484,7 @@ async fn a_guest_with_tools_is_shut_down_gracefully() {
 #[tokio::test]
 async fn without_tools_a_shutdown_is_refused_unless_forced() {
     let sim = Simulator::builder().guest_tools(true).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     create(&client, vm_spec(&sim, "db-01", vec![MIB])).await;
     sim.set_guest("db-01", GuestOverride::ToolsOff);
     power_on(&client, "db-01").await;
@@ -544,7 +530,7 @@ async fn a_guest_that_does_not_stop_in_time_is_left_running_or_powered_off_when_
         .guest_tools(true)
         .guest_delay_ms(4000)
         .start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     for vm in ["slow-01", "slow-02"] {
         create(&client, vm_spec(&sim, vm, vec![MIB])).await;
         power_on(&client, vm).await;
@@ -610,7 +596,7 @@ fn take_snapshot(sim: &Simulator, moref: &str, name: &str) -> String {
 #[tokio::test]
 async fn observe_reports_annotation_hot_add_tools_and_snapshots_in_its_one_read() {
     let sim = Simulator::builder().guest_tools(true).start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let mut spec = vm_spec(&sim, "app-01", vec![MIB]);
     spec.annotation = Some("Owner: ops & dev".into());
     create(&client, spec).await;
@@ -685,7 +671,7 @@ async fn observe_reports_annotation_hot_add_tools_and_snapshots_in_its_one_read(
 #[tokio::test]
 async fn a_snapshot_is_removed_and_one_already_gone_is_fine() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     create(&client, vm_spec(&sim, "app-01", vec![MIB])).await;
     let vm = observed(&client, "app-01").await;
     let keep = take_snapshot(&sim, &vm.moref, "keep");

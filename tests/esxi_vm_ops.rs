@@ -10,29 +10,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ceso::cloudinit::{CloudInitConfig, InterfaceConfig};
-use ceso::esxi::{ConnectOptions, EsxiClient, EsxiError};
+use ceso::esxi::{EsxiClient, EsxiError};
 use ceso::host::{
     Firmware, Host, HostOp, MANAGED_KEY, NicChange, ObservedVm, TEMPLATE_KEY, VmCreateSpec,
     VmReconfigSpec,
 };
-use ceso::secret::Secret;
 use support::{Simulator, find_vm};
 
 const MIB: u64 = 1 << 20;
 const TEMPLATE_VM: &str = "tmpl-debian";
-
-async fn connect(sim: &Simulator) -> EsxiClient {
-    EsxiClient::connect(ConnectOptions {
-        address: sim.url.clone(),
-        thumbprint: Some(sim.thumbprint.clone()),
-        insecure: false,
-        username: sim.user.clone(),
-        password: Secret::new(sim.password.clone()),
-        task_timeout: Duration::from_secs(30),
-    })
-    .await
-    .expect("connect to the simulator")
-}
 
 fn vm_spec(sim: &Simulator, name: &str, disks: Vec<u64>, nics: &[&str]) -> VmCreateSpec {
     VmCreateSpec {
@@ -121,7 +107,7 @@ fn guestinfo_keys(vm: &ObservedVm) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn a_vm_from_a_template_gets_a_grown_copy_of_its_disk_efi_and_guestinfo() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let template = make_template(&sim, &client).await;
 
     let config = cloud_init("web-01", &["192.168.1.100/24"]);
@@ -179,7 +165,7 @@ async fn a_vm_from_a_template_gets_a_grown_copy_of_its_disk_efi_and_guestinfo() 
 #[tokio::test]
 async fn reconfiguring_with_cloud_init_rewrites_guestinfo_for_every_adapter() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     client
         .execute(&HostOp::CreateVm {
             spec: vm_spec(&sim, "db-01", vec![MIB], &["VM Network"]),
@@ -227,7 +213,7 @@ fn assert_nothing_left(sim: &Simulator, name: &str) {
 #[tokio::test]
 async fn a_creation_failing_after_create_vm_is_rolled_back() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let template = make_template(&sim, &client).await;
     let from_template = |name: &str| {
         let mut spec = vm_spec(&sim, name, vec![2 * MIB], &["VM Network"]);
@@ -336,7 +322,7 @@ fn wait_for(vm: &str, address: &str, timeout_secs: u64) -> HostOp {
 #[tokio::test]
 async fn waiting_for_the_guest_address_succeeds_or_says_why_not() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     for name in ["app-01", "app-02", "app-03"] {
         client
             .execute(&HostOp::CreateVm {
@@ -440,7 +426,7 @@ async fn waiting_for_the_guest_address_succeeds_or_says_why_not() {
 #[tokio::test]
 async fn observe_reports_guest_addresses_in_its_one_bulk_read() {
     let sim = Simulator::start();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let mut spec = vm_spec(&sim, "app-01", vec![MIB], &["VM Network"]);
     spec.firmware = Some(Firmware::Efi);
     client

@@ -9,32 +9,15 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use ceso::esxi::{
-    ConnectOptions, EsxiClient, ImportError, ImportOptions, ImportProgress, ImportedTemplate,
-};
+use ceso::esxi::{EsxiClient, ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 use ceso::host::{Firmware, TEMPLATE_KEY};
-use ceso::secret::Secret;
 use support::ova::{OvaSpec, build_ova, build_ova_with, ova_disk_size, ova_files, write_tar};
 use support::{Simulator, find_vm, list_vms};
 
 const MIB: u64 = 1 << 20;
 const NAME: &str = "ubuntu-24.04";
 const PASSWORD_ENV: &str = "CESO_TEMPLATE_PASSWORD";
-
-async fn connect(sim: &Simulator) -> EsxiClient {
-    EsxiClient::connect(ConnectOptions {
-        address: sim.url.clone(),
-        thumbprint: (!sim.thumbprint.is_empty()).then(|| sim.thumbprint.clone()),
-        insecure: false,
-        username: sim.user.clone(),
-        password: Secret::new(sim.password.clone()),
-        task_timeout: Duration::from_secs(30),
-    })
-    .await
-    .expect("connect to the simulator")
-}
 
 fn options(sim: &Simulator, name: &str) -> ImportOptions {
     ImportOptions {
@@ -65,7 +48,7 @@ async fn an_ova_becomes_a_powered_off_vm_marked_as_template() {
     let sim = Simulator::start();
     let ova = build_ova(sim.temp_dir(), "noble", 3 * MIB as usize, "efi");
     let disk_size = ova_disk_size(&ova);
-    let client = connect(&sim).await;
+    let client = sim.client().await;
 
     let (result, reports) = import(&client, &ova, &options(&sim, NAME)).await;
     let template = result.expect("import succeeds");
@@ -145,7 +128,7 @@ async fn an_ova_becomes_a_powered_off_vm_marked_as_template() {
     // A BIOS image over plain http (the lease still says https): firmware as the descriptor says.
     let plain = Simulator::builder().tls(false).start();
     let bios = build_ova(plain.temp_dir(), "jammy", MIB as usize, "bios");
-    let client = connect(&plain).await;
+    let client = plain.client().await;
     let (result, _) = import(&client, &bios, &options(&plain, "ubuntu-22.04")).await;
     let template = result.expect("import over http succeeds");
     assert_eq!(template.firmware, Firmware::Bios);
@@ -156,7 +139,7 @@ async fn an_ova_becomes_a_powered_off_vm_marked_as_template() {
 async fn a_second_import_under_the_same_name_is_refused_and_changes_nothing() {
     let sim = Simulator::start();
     let ova = build_ova(sim.temp_dir(), "noble", MIB as usize, "efi");
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     import(&client, &ova, &options(&sim, NAME))
         .await
         .0
@@ -187,7 +170,7 @@ async fn a_second_import_under_the_same_name_is_refused_and_changes_nothing() {
 async fn files_that_are_not_intact_ovas_are_refused_with_the_reason() {
     let sim = Simulator::start();
     let dir = sim.temp_dir();
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let before = vm_names(&sim);
 
     let garbage = dir.join("garbage.ova");
@@ -274,7 +257,7 @@ async fn files_that_are_not_intact_ovas_are_refused_with_the_reason() {
 async fn a_failure_at_any_step_after_the_vm_exists_leaves_no_vm_behind() {
     let sim = Simulator::start();
     let ova = build_ova(sim.temp_dir(), "noble", MIB as usize, "efi");
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let before = vm_names(&sim);
     for rule in [
         "ImportVApp=SystemError*1",
@@ -303,7 +286,7 @@ async fn a_failure_at_any_step_after_the_vm_exists_leaves_no_vm_behind() {
 async fn an_interrupted_import_removes_the_vm() {
     let sim = Simulator::builder().tls(false).start();
     let ova = build_ova(sim.temp_dir(), "noble", 2 * MIB as usize, "efi");
-    let client = connect(&sim).await;
+    let client = sim.client().await;
     let interrupt = tokio::sync::Notify::new();
     let on_progress = |_: ImportProgress| interrupt.notify_one();
     let err = client

@@ -396,6 +396,21 @@ impl Simulator {
         Simulator::builder().start()
     }
 
+    /// ceso's own SOAP client, logged in to this simulator (pinned thumbprint; plain HTTP
+    /// without TLS), with a 30 s task timeout.
+    pub async fn client(&self) -> ceso::esxi::EsxiClient {
+        ceso::esxi::EsxiClient::connect(ceso::esxi::ConnectOptions {
+            address: self.url.clone(),
+            thumbprint: (!self.thumbprint.is_empty()).then(|| self.thumbprint.clone()),
+            insecure: false,
+            username: self.user.clone(),
+            password: ceso::secret::Secret::new(self.password.clone()),
+            task_timeout: Duration::from_secs(30),
+        })
+        .await
+        .expect("connect to the simulator")
+    }
+
     pub fn builder() -> SimulatorBuilder {
         SimulatorBuilder::default()
     }
