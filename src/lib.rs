@@ -1,6 +1,7 @@
 //! ceso (ESXi Commander): declarative management of standalone VMware ESXi hosts.
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod cloudinit;
 pub mod desired;

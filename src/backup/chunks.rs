@@ -1,0 +1,1 @@
+//! Content-addressed chunk store of the `directory` target (being written).

@@ -1,0 +1,1 @@
+//! Backup policies resolved from manifests: schedule, retention, target (being written).
