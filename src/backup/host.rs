@@ -29,13 +29,13 @@ pub struct Download<E> {
 }
 
 /// Host access for backup and restore. Datastore paths are written `[datastore] folder/file`.
-pub trait BackupHost: Host {
+pub trait BackupHost: Host + Sync {
     /// The VM named `name` with everything a backup records (config, disks, snapshots, power,
     /// Tools). `Ok(None)` when no VM has that name; an error when several do.
     fn vm_for_backup(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Option<ObservedVm>, Self::Error>>;
+    ) -> impl Future<Output = Result<Option<ObservedVm>, Self::Error>> + Send;
 
     /// `CreateSnapshot_Task` without memory; `quiesce` asks VMware Tools to quiesce the guest's
     /// file systems. Returns the snapshot's moref value.
@@ -46,7 +46,7 @@ pub trait BackupHost: Host {
         name: &str,
         description: &str,
         quiesce: bool,
-    ) -> impl Future<Output = Result<String, Self::Error>>;
+    ) -> impl Future<Output = Result<String, Self::Error>> + Send;
 
     /// `RemoveSnapshot_Task` of this snapshot only (consolidating it). `Ok(false)` when it was
     /// already gone.
@@ -55,11 +55,15 @@ pub trait BackupHost: Host {
         vm_moref: &str,
         vm: &str,
         snapshot_moref: &str,
-    ) -> impl Future<Output = Result<bool, Self::Error>>;
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// `CopyVirtualDisk_Task` on the host (descriptor and data), consolidating a snapshot
     /// chain into one disk. Fails when `dest` exists.
-    fn copy_disk(&self, source: &str, dest: &str) -> impl Future<Output = Result<(), Self::Error>>;
+    fn copy_disk(
+        &self,
+        source: &str,
+        dest: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// `MoveVirtualDisk_Task`; with `force` an existing `dest` is replaced.
     fn move_disk(
@@ -67,21 +71,21 @@ pub trait BackupHost: Host {
         source: &str,
         dest: &str,
         force: bool,
-    ) -> impl Future<Output = Result<(), Self::Error>>;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// `FileManager.MakeDirectory` with parents; an existing folder is fine.
-    fn make_directory(&self, path: &str) -> impl Future<Output = Result<(), Self::Error>>;
+    fn make_directory(&self, path: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// `DeleteDatastoreFile_Task` (a file, or a folder with its contents). `Ok(false)` when
     /// it did not exist.
-    fn delete_path(&self, path: &str) -> impl Future<Output = Result<bool, Self::Error>>;
+    fn delete_path(&self, path: &str) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// The entries of a folder (`SearchDatastore_Task`, every file, with sizes). An empty list
     /// when the folder does not exist.
     fn list_folder(
         &self,
         path: &str,
-    ) -> impl Future<Output = Result<Vec<DatastoreEntry>, Self::Error>>;
+    ) -> impl Future<Output = Result<Vec<DatastoreEntry>, Self::Error>> + Send;
 
     /// Streams a file from `offset` on (HTTP GET on `/folder`, with a `Range` when
     /// `offset > 0`), in constant memory.
@@ -89,7 +93,7 @@ pub trait BackupHost: Host {
         &self,
         path: &str,
         offset: u64,
-    ) -> impl Future<Output = Result<Download<Self::Error>, Self::Error>>;
+    ) -> impl Future<Output = Result<Download<Self::Error>, Self::Error>> + Send;
 
     /// Writes a file of exactly `len` bytes (HTTP PUT on `/folder`, streamed), replacing an
     /// existing one.
@@ -98,7 +102,7 @@ pub trait BackupHost: Host {
         path: &str,
         len: u64,
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
-    ) -> impl Future<Output = Result<(), Self::Error>>;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Brings a VM's settings back to `config` in one `ReconfigVM_Task`: cpu, memory, guest
     /// id, firmware, annotation, and extraConfig (keys the VM has that `config` lacks are
@@ -108,5 +112,5 @@ pub trait BackupHost: Host {
         vm_moref: &str,
         vm: &str,
         config: &VmConfig,
-    ) -> impl Future<Output = Result<(), Self::Error>>;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
