@@ -23,6 +23,7 @@
 //! # let _ = observed; Ok(()) }
 //! ```
 
+mod datastore;
 mod envelope;
 mod error;
 mod fault;

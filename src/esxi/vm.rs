@@ -59,7 +59,11 @@ fn kib(bytes: u64) -> u64 {
     bytes.div_ceil(1024)
 }
 
-fn write_extra_config(w: &mut XmlWriter, extra: &BTreeMap<String, String>, skip_empty: bool) {
+pub(super) fn write_extra_config(
+    w: &mut XmlWriter,
+    extra: &BTreeMap<String, String>,
+    skip_empty: bool,
+) {
     for (k, v) in extra {
         if skip_empty && v.is_empty() {
             continue;
@@ -570,14 +574,22 @@ pub(crate) fn reconfig_config_spec(
 /// ([`CLONE_SNAPSHOT_PREFIX`] + the clone's name): without memory and without quiescing, so the
 /// guest is not involved; the snapshot only makes the base disks read-only for the copy.
 pub(crate) fn clone_snapshot_body(source: &MoRef, clone_name: &str) -> String {
-    let mut w = method_body(source);
-    w.leaf("name", &format!("{CLONE_SNAPSHOT_PREFIX}{clone_name}"))
-        .leaf(
-            "description",
-            &format!("Taken by ceso to clone this VM to {clone_name}; removed after the copy"),
-        )
+    snapshot_body(
+        source,
+        &format!("{CLONE_SNAPSHOT_PREFIX}{clone_name}"),
+        &format!("Taken by ceso to clone this VM to {clone_name}; removed after the copy"),
+        false,
+    )
+}
+
+/// The arguments of `CreateSnapshot_Task` without the guest's memory; `quiesce` asks VMware
+/// Tools to quiesce the guest's file systems first.
+pub(crate) fn snapshot_body(vm: &MoRef, name: &str, description: &str, quiesce: bool) -> String {
+    let mut w = method_body(vm);
+    w.leaf("name", name)
+        .leaf("description", description)
         .leaf("memory", "false")
-        .leaf("quiesce", "false");
+        .leaf("quiesce", if quiesce { "true" } else { "false" });
     w.finish()
 }
 
@@ -946,7 +958,11 @@ impl EsxiClient {
 
     /// `RemoveSnapshot_Task` (this snapshot only, consolidated). `Ok(false)` when the snapshot
     /// is already gone.
-    async fn remove_snapshot(&self, snapshot: &MoRef, vm: &str) -> Result<bool, EsxiError> {
+    pub(super) async fn remove_snapshot(
+        &self,
+        snapshot: &MoRef,
+        vm: &str,
+    ) -> Result<bool, EsxiError> {
         match self
             .run_task("RemoveSnapshot_Task", &remove_snapshot_body(snapshot), vm)
             .await
@@ -1158,7 +1174,12 @@ impl EsxiClient {
     }
 
     /// Runs `ReconfigVM_Task` with a prepared `spec` element.
-    async fn reconfig_task(&self, vm_ref: &MoRef, vm: &str, spec: &str) -> Result<(), EsxiError> {
+    pub(super) async fn reconfig_task(
+        &self,
+        vm_ref: &MoRef,
+        vm: &str,
+        spec: &str,
+    ) -> Result<(), EsxiError> {
         let mut w = method_body(vm_ref);
         w.buf.push_str(spec);
         self.run_task("ReconfigVM_Task", &w.finish(), vm)
@@ -1168,7 +1189,7 @@ impl EsxiClient {
     }
 
     /// Reads `paths` of one VM; a VM that is gone is [`EsxiError::VmNotFound`].
-    async fn read_vm(
+    pub(super) async fn read_vm(
         &self,
         vm_ref: &MoRef,
         vm: &str,
@@ -1457,7 +1478,7 @@ impl EsxiClient {
 
     /// The VM folder and resource pool, discovered once (datacenter → `vmFolder`, and
     /// datacenter → `hostFolder` → compute resource → `resourcePool`).
-    async fn placement(&self) -> Result<&Placement, EsxiError> {
+    pub(super) async fn placement(&self) -> Result<&Placement, EsxiError> {
         self.placement
             .get_or_try_init(|| async {
                 let spec = FilterSpec::new()

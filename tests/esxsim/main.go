@@ -36,6 +36,25 @@
 // A SOAP request carrying the header "X-Esxsim-Hidden: 1" is neither counted in the
 // stats nor subject to fault injection (used by test helpers that read the host back).
 //
+// HTTP fault injection on the datastore interface (/folder only):
+//
+//	POST   /_esxsim/http-faults?rule=METHOD:SUBSTR=ACTION[*N]   add a rule (400 if invalid)
+//	GET    /_esxsim/http-faults                                 list the active rules (JSON)
+//	DELETE /_esxsim/http-faults                                 remove all rules
+//
+// A rule matches a request with that HTTP method (GET, PUT, ...) whose decoded /folder path
+// contains SUBSTR (empty matches every path); the first matching rule wins and *N limits it to
+// its next N hits. ACTION is one of:
+//
+//	cut@BYTES    GET: the response is sent as the simulator makes it (status, headers with the
+//	             full Content-Length) but the connection is dropped after BYTES bytes of body,
+//	             without a TLS close_notify, as a broken network would.
+//	             PUT/POST: BYTES bytes of the request body are read and stored (as a host keeps
+//	             the part of a file that arrived), then the connection is dropped unanswered.
+//	status@CODE  the request is answered with HTTP CODE and a short text body, untouched.
+//
+// Injected HTTP faults are counted in the stats as "httpInjected".
+//
 // VMware Tools emulation (-guest-tools, off by default; the plain simulator never runs Tools):
 //
 //   - After a successful PowerOnVM_Task or ResetVM_Task, and -guest-delay later, Tools "start":
@@ -709,12 +728,14 @@ type frontHandler struct {
 	delay *simulator.DelayConfig
 	tools *guestTools
 
-	mu       sync.Mutex
-	rules    []*rule
-	total    int
-	methods  map[string]int
-	injected int
-	panics   int
+	mu           sync.Mutex
+	rules        []*rule
+	httpRules    []*httpRule
+	total        int
+	methods      map[string]int
+	injected     int
+	httpInjected int
+	panics       int
 }
 
 func writeJSON(w http.ResponseWriter, status int, v interface{}) {
@@ -736,6 +757,16 @@ func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/_esxsim/guest":
 		f.tools.serveControl(w, r)
 		return
+	case "/_esxsim/http-faults":
+		f.serveHTTPFaults(w, r)
+		return
+	}
+
+	if strings.HasPrefix(r.URL.Path, folderPrefix) {
+		if rl := f.matchHTTPRule(r); rl != nil {
+			f.injectHTTP(w, r, rl)
+			return
+		}
 	}
 
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/sdk") {
@@ -989,15 +1020,229 @@ func (f *frontHandler) serveStats(w http.ResponseWriter, r *http.Request) {
 		for k, v := range f.methods {
 			methods[k] = v
 		}
-		v := map[string]interface{}{"total": f.total, "methods": methods, "injected": f.injected, "panics": f.panics}
+		v := map[string]interface{}{"total": f.total, "methods": methods, "injected": f.injected, "httpInjected": f.httpInjected, "panics": f.panics}
 		f.mu.Unlock()
 		writeJSON(w, http.StatusOK, v)
 	case http.MethodDelete:
 		f.mu.Lock()
-		f.total, f.injected, f.panics = 0, 0, 0
+		f.total, f.injected, f.httpInjected, f.panics = 0, 0, 0, 0
 		f.methods = map[string]int{}
 		f.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reset"})
+	default:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP fault injection on /folder
+
+const folderPrefix = "/folder/"
+
+// httpRule is one parsed METHOD:SUBSTR=ACTION[*N] rule.
+type httpRule struct {
+	Spec      string `json:"rule"`
+	Method    string `json:"method"`
+	Match     string `json:"match"`
+	Action    string `json:"action"`           // "cut" or "status"
+	Bytes     int64  `json:"bytes,omitempty"`  // cut: body bytes let through
+	Status    int    `json:"status,omitempty"` // status: the HTTP status answered
+	Remaining int    `json:"remaining"`        // -1 = unlimited
+}
+
+var httpMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPut: true,
+	http.MethodPost: true, http.MethodDelete: true,
+}
+
+// parseHTTPRule parses METHOD:SUBSTR=cut@BYTES[*N] or METHOD:SUBSTR=status@CODE[*N].
+func parseHTTPRule(spec string) (*httpRule, error) {
+	const want = "want METHOD:PATH-SUBSTRING=cut@BYTES[*N] or METHOD:PATH-SUBSTRING=status@CODE[*N]"
+	spec = strings.TrimSpace(spec)
+	colon := strings.Index(spec, ":")
+	eq := strings.LastIndex(spec, "=")
+	if colon <= 0 || eq < colon {
+		return nil, errors.New(want)
+	}
+	r := &httpRule{Spec: spec, Method: strings.ToUpper(spec[:colon]), Match: spec[colon+1 : eq], Remaining: -1}
+	if !httpMethods[r.Method] {
+		return nil, fmt.Errorf("unsupported HTTP method %q", spec[:colon])
+	}
+	action := spec[eq+1:]
+	if star := strings.LastIndex(action, "*"); star >= 0 {
+		n, err := strconv.Atoi(action[star+1:])
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad count %q", action[star+1:])
+		}
+		r.Remaining = n
+		action = action[:star]
+	}
+	at := strings.Index(action, "@")
+	if at < 0 {
+		return nil, errors.New(want)
+	}
+	r.Action = action[:at]
+	arg := action[at+1:]
+	switch r.Action {
+	case "cut":
+		n, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad byte count %q", arg)
+		}
+		r.Bytes = n
+	case "status":
+		code, err := strconv.Atoi(arg)
+		if err != nil || code < 100 || code > 599 {
+			return nil, fmt.Errorf("bad HTTP status %q", arg)
+		}
+		r.Status = code
+	default:
+		return nil, fmt.Errorf("unknown action %q (cut or status)", r.Action)
+	}
+	return r, nil
+}
+
+// matchHTTPRule returns the first rule matching the request (counting the hit), or nil.
+func (f *frontHandler) matchHTTPRule(r *http.Request) *httpRule {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, rl := range f.httpRules {
+		if rl.Method != r.Method || !strings.Contains(r.URL.Path, rl.Match) {
+			continue
+		}
+		if rl.Remaining > 0 {
+			rl.Remaining--
+			if rl.Remaining == 0 {
+				f.httpRules = append(f.httpRules[:i:i], f.httpRules[i+1:]...)
+			}
+		}
+		f.httpInjected++
+		hit := *rl
+		return &hit
+	}
+	return nil
+}
+
+// injectHTTP answers a /folder request as the rule says.
+func (f *frontHandler) injectHTTP(w http.ResponseWriter, r *http.Request, rl *httpRule) {
+	log.Printf("esxsim: HTTP fault %q on %s %s", rl.Spec, r.Method, r.URL.Path)
+	if rl.Action == "status" {
+		http.Error(w, fmt.Sprintf("injected HTTP %d", rl.Status), rl.Status)
+		return
+	}
+	hijacker, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "esxsim: connection cannot be hijacked", http.StatusInternalServerError)
+		return
+	}
+	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The simulator stores what arrived before the connection broke.
+		r.Body = ioutil.NopCloser(io.LimitReader(r.Body, rl.Bytes))
+		r.ContentLength = -1
+		f.next.ServeHTTP(httptest.NewRecorder(), r)
+		conn, _, err := hijacker.Hijack()
+		if err == nil {
+			dropConnection(conn)
+		}
+		return
+	}
+	conn, buf, err := hijacker.Hijack()
+	if err != nil {
+		log.Printf("esxsim: hijacking %s: %v", r.URL.Path, err)
+		return
+	}
+	cw := &cutWriter{header: http.Header{}, out: buf.Writer, remaining: rl.Bytes}
+	func() {
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				log.Printf("esxsim: panic serving %s with a cut: %v", r.URL.Path, p)
+			}
+		}()
+		f.next.ServeHTTP(cw, r)
+	}()
+	_ = buf.Flush()
+	dropConnection(conn)
+}
+
+// dropConnection closes a hijacked connection the way a broken network does: no TLS
+// close_notify, just the TCP connection gone.
+func dropConnection(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = conn.Close()
+}
+
+var errCut = errors.New("esxsim: connection cut by an injected HTTP fault")
+
+// cutWriter writes an HTTP/1.1 response straight to a hijacked connection, letting through
+// only the first `remaining` bytes of the body.
+type cutWriter struct {
+	header      http.Header
+	out         *bufio.Writer
+	wroteHeader bool
+	remaining   int64
+}
+
+func (c *cutWriter) Header() http.Header { return c.header }
+
+func (c *cutWriter) WriteHeader(code int) {
+	if c.wroteHeader {
+		return
+	}
+	c.wroteHeader = true
+	c.header.Set("Connection", "close")
+	fmt.Fprintf(c.out, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_ = c.header.Write(c.out)
+	_, _ = c.out.WriteString("\r\n")
+}
+
+func (c *cutWriter) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	if int64(len(b)) <= c.remaining {
+		c.remaining -= int64(len(b))
+		return c.out.Write(b)
+	}
+	n, _ := c.out.Write(b[:c.remaining])
+	c.remaining = 0
+	return n, errCut
+}
+
+func (f *frontHandler) serveHTTPFaults(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		f.mu.Lock()
+		rules := append([]*httpRule{}, f.httpRules...)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]interface{}{"rules": rules})
+	case http.MethodPost:
+		_ = r.ParseForm()
+		specs := r.Form["rule"]
+		if len(specs) == 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing rule parameter"})
+			return
+		}
+		var parsed []*httpRule
+		for _, spec := range specs {
+			rl, err := parseHTTPRule(spec)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("rule %q: %v", spec, err)})
+				return
+			}
+			parsed = append(parsed, rl)
+		}
+		f.mu.Lock()
+		f.httpRules = append(f.httpRules, parsed...)
+		n := len(f.httpRules)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]interface{}{"added": len(parsed), "rules": n})
+	case http.MethodDelete:
+		f.mu.Lock()
+		n := len(f.httpRules)
+		f.httpRules = nil
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]int{"removed": n})
 	default:
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	}

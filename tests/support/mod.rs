@@ -544,6 +544,31 @@ impl Simulator {
     }
 }
 
+/// HTTP faults on the datastore interface (`/folder`); see the launcher's header comment.
+impl Simulator {
+    /// Adds an HTTP fault rule `METHOD:PATH-SUBSTRING=cut@BYTES[*N]` (GET: the connection drops
+    /// after BYTES bytes of body; PUT: after BYTES bytes of the upload, which the host keeps)
+    /// or `METHOD:PATH-SUBSTRING=status@CODE[*N]`; panics if the launcher rejects it.
+    pub fn inject_http_fault(&self, rule: &str) {
+        let (status, body) = self.control(
+            "POST",
+            &format!("/_esxsim/http-faults?rule={}", url_encode(rule)),
+        );
+        assert_eq!(status, 200, "inject_http_fault({rule:?}): {body}");
+    }
+
+    /// Removes every HTTP fault rule.
+    pub fn clear_http_faults(&self) {
+        let (status, body) = self.control("DELETE", "/_esxsim/http-faults");
+        assert_eq!(status, 200, "clear_http_faults: {body}");
+    }
+
+    /// Number of `/folder` requests answered by an injected HTTP fault since the last reset.
+    pub fn http_faults_injected(&self) -> u64 {
+        self.stats()["httpInjected"].as_u64().unwrap_or(0)
+    }
+}
+
 impl Drop for Simulator {
     fn drop(&mut self) {
         drop(self.stdin.take());
