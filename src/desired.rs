@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::policy::BackupPolicy;
 use crate::cloudinit::{CloudInitConfig, UserDataInput, user_data};
 use crate::host::Firmware;
 use crate::ipam;
@@ -116,6 +117,9 @@ pub struct DesiredVm {
     /// How to power the VM off.
     #[serde(default)]
     pub shutdown: ShutdownSpec,
+    /// The name of the backup policy (in [`DesiredState::backup_policies`]) that backs it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<String>,
 }
 
 /// The parts of a VM's cloud-init configuration that come straight from its manifest.
@@ -189,6 +193,9 @@ pub struct DesiredState {
     pub templates: BTreeMap<String, DesiredTemplate>,
     #[serde(default)]
     pub pools: BTreeMap<String, ipam::Pool>,
+    /// Backup policies by name, schedules parsed and target directories absolute.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backup_policies: BTreeMap<String, BackupPolicy>,
 }
 
 impl DesiredState {
@@ -241,6 +248,15 @@ impl DesiredState {
                 crate::manifest::parse_pool(&pool.name, &pool.spec)
                     .ok()
                     .map(|p| (pool.name.clone(), p))
+            })
+            .collect();
+        let backup_policies = inventory
+            .backup_policies
+            .values()
+            .filter_map(|policy| {
+                crate::manifest::parse_backup_policy(&policy.name, &policy.spec, &inventory.root)
+                    .ok()
+                    .map(|p| (policy.name.clone(), p))
             })
             .collect();
         let vms = inventory
@@ -350,6 +366,7 @@ impl DesiredState {
                         addressing,
                         cloud_init,
                         shutdown: spec.shutdown.unwrap_or_default(),
+                        backup_policy: spec.backup_policy.clone(),
                     },
                 ))
             })
@@ -359,6 +376,7 @@ impl DesiredState {
             vms,
             templates,
             pools,
+            backup_policies,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ceso::backup::policy::{Retention, TargetSpec};
 use ceso::diagnostic::Diagnostic;
 use ceso::manifest::load_inventory;
 
@@ -102,7 +103,7 @@ spec: { host: esxi-01, cpu: 0, memory: 6MiB }
         vec![
             "vms.yaml:5:9 VirtualMachine/web-01 spec.host: unknown host \"esxi-02\"",
             "vms.yaml:15:11 VirtualMachine/web-02 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
+            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
             "vms.yaml:28:19 VirtualMachine/web-01 metadata.name: duplicate VirtualMachine name \"web-01\"",
         ]
     );
@@ -120,7 +121,7 @@ fn diagnostics_say_what_to_do() {
     let (_, diagnostics) = load_inventory(dir.path());
     let text = diagnostics[0].to_string();
     assert!(text.starts_with("error: "), "{text}");
-    assert!(text.contains("vm.yaml:4:15: VirtualMachine/a: spec.host: unknown host \"esxi-9\"\n  hint: declared hosts: esxi-01"), "{text}");
+    assert!(text.contains("vm.yaml:4:15: VirtualMachine/a: spec.host: unknown host \"esxi-9\"\n  hint: did you mean `esxi-01`? declared hosts: esxi-01"), "{text}");
 }
 
 #[test]
@@ -212,8 +213,8 @@ spec:
         problems(dir.path()),
         vec![
             "vm.yaml:7:11 VirtualMachine/web-01 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
-            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`",
+            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
+            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
             "vm.yaml:12:7 VirtualMachine/web-01 spec.disks[0].type: unknown field `type`, expected `size`",
         ]
     );
@@ -734,4 +735,156 @@ fn address_problems_that_need_no_host_are_found_by_validate() {
             "missing {expected:?} in {found:#?}"
         );
     }
+}
+
+const NIGHTLY: &str = "apiVersion: ceso/v1
+kind: BackupPolicy
+metadata: { name: nightly }
+spec:
+  schedule:
+    cron: \"30 2 * * *\"
+    timeZone: Europe/Berlin
+  retention: { keepLast: 3, keepDaily: 7, keepWeekly: 4, keepMonthly: 6 }
+  target:
+    directory: { path: ../backups }
+";
+
+fn vm_with_policy(name: &str, policy: &str) -> String {
+    format!(
+        "---\napiVersion: ceso/v1\nkind: VirtualMachine\nmetadata: {{ name: {name} }}\nspec: {{ host: esxi-01, cpu: 1, memory: 1GiB, backupPolicy: {policy} }}\n"
+    )
+}
+
+/// The diagnostics with their hints, as `validate` prints them but with paths relative to `dir`.
+fn problems_with_hints(dir: &Path) -> String {
+    let (_, diagnostics) = load_inventory(dir);
+    diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}\n  hint: {}",
+                short(d, dir),
+                d.hint.as_deref().unwrap_or("-")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_backup_policy_is_resolved_for_the_vms_that_name_it() {
+    // The policy lives in a subdirectory: its relative directory still starts from the
+    // inventory directory, not from the policy's file.
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("vms.yaml", &vm_with_policy("db-01", "nightly")),
+    ]);
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/nightly.yaml"), NIGHTLY).unwrap();
+    let datastore = "apiVersion: ceso/v1
+kind: BackupPolicy
+metadata: { name: on-host }
+spec:
+  schedule: { cron: \"@weekly\" }
+  retention: { keepWeekly: 4 }
+  target: { datastore: { datastore: datastore1, folder: ceso-backups/ } }
+  quiesce: false
+";
+    std::fs::write(dir.path().join("policies/on-host.yaml"), datastore).unwrap();
+    assert_eq!(problems(dir.path()), Vec::<String>::new());
+
+    let (inventory, _) = load_inventory(dir.path());
+    let desired = ceso::desired::DesiredState::from_inventory(&inventory);
+    assert_eq!(
+        desired.vms["db-01"].backup_policy.as_deref(),
+        Some("nightly")
+    );
+
+    let nightly = &desired.backup_policies["nightly"];
+    assert_eq!(nightly.schedule.expression(), "30 2 * * *");
+    assert_eq!(nightly.schedule.time_zone_name(), "Europe/Berlin");
+    assert_eq!(
+        nightly.retention,
+        Retention {
+            keep_last: 3,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6
+        }
+    );
+    assert_eq!(
+        nightly.target,
+        TargetSpec::Directory {
+            path: std::path::absolute(dir.path().join("../backups")).unwrap()
+        }
+    );
+    assert!(nightly.quiesce, "quiesce defaults to true");
+
+    let on_host = &desired.backup_policies["on-host"];
+    assert_eq!(
+        on_host.schedule.time_zone_name(),
+        "UTC",
+        "the default time zone"
+    );
+    assert_eq!(
+        on_host.target,
+        TargetSpec::Datastore {
+            datastore: "datastore1".into(),
+            folder: "ceso-backups".into()
+        }
+    );
+    assert!(!on_host.quiesce);
+}
+
+#[test]
+fn backup_policy_mistakes_are_reported_at_their_place() {
+    let policy = |name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: ceso/v1\nkind: BackupPolicy\nmetadata: {{ name: {name} }}\nspec:\n{spec}"
+        )
+    };
+    let target = "  target: { directory: { path: backups } }\n";
+    let retention = "  retention: { keepLast: 1 }\n";
+    let policies = [
+        policy("four-fields", &format!("  schedule: {{ cron: \"30 2 * *\" }}\n{retention}{target}")),
+        policy("seconds", &format!("  schedule: {{ cron: \"0 30 2 * * *\" }}\n{retention}{target}")),
+        policy("minute-61", &format!("  schedule: {{ cron: \"61 2 * * *\" }}\n{retention}{target}")),
+        policy("weekday-8", &format!("  schedule: {{ cron: \"0 3 * * 8\" }}\n{retention}{target}")),
+        policy("either-day", &format!("  schedule: {{ cron: \"0 3 1 * mon\" }}\n{retention}{target}")),
+        policy("never", &format!("  schedule: {{ cron: \"0 3 30 2 *\" }}\n{retention}{target}")),
+        policy("reboot", &format!("  schedule: {{ cron: \"@reboot\" }}\n{retention}{target}")),
+        policy("berlinn", &format!("  schedule: {{ cron: \"@daily\", timeZone: Europe/Berlinn }}\n{retention}{target}")),
+        policy("mars", &format!("  schedule: {{ cron: \"@daily\", timeZone: Mars/Olympus }}\n{retention}{target}")),
+        policy("keeps-nothing", &format!("  schedule: {{ cron: \"@daily\" }}\n  retention: {{ keepLast: 0 }}\n{target}")),
+        policy("two-targets", &format!("  schedule: {{ cron: \"@daily\" }}\n{retention}  target:\n    directory: {{ path: backups }}\n    datastore: {{ datastore: datastore1, folder: b }}\n")),
+        policy("no-target", &format!("  schedule: {{ cron: \"@daily\" }}\n{retention}  target: {{}}\n")),
+        policy("escapes", &format!("  schedule: {{ cron: \"@daily\" }}\n{retention}  target: {{ datastore: {{ datastore: datastore1, folder: backups/../../etc }} }}\n")),
+        policy("rooted", &format!("  schedule: {{ cron: \"@daily\" }}\n{retention}  target: {{ datastore: {{ datastore: datastore1, folder: /vmfs/volumes }} }}\n")),
+        policy("empty-path", &format!("  schedule: {{ cron: \"@daily\" }}\n{retention}  target: {{ directory: {{ path: \"\" }} }}\n")),
+        policy("typo", &format!("  schedule: {{ cron: \"@daily\" }}\n  retention: {{ keepLas: 1 }}\n{target}")),
+    ]
+    .concat();
+    let vms = vm_with_policy("db-01", "nightli") + &vm_with_policy("db-02", "nightly");
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("policies.yaml", &format!("{NIGHTLY}{policies}")),
+        ("vms.yaml", &vms),
+    ]);
+    insta::assert_snapshot!(problems_with_hints(dir.path()));
+}
+
+#[test]
+fn a_vm_naming_a_policy_whose_document_failed_is_not_reported_again() {
+    let broken = NIGHTLY.replace("keepLast: 3", "keepLast: -3");
+    let dir = write_inventory(&[
+        ("hosts.yaml", HOST),
+        ("policies.yaml", &broken),
+        ("vms.yaml", &vm_with_policy("db-01", "nightly")),
+    ]);
+    let found = problems(dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("policies.yaml:8:26 BackupPolicy/nightly spec.retention.keepLast:"),
+        "{found:#?}"
+    );
 }

@@ -9,11 +9,19 @@ use serde_path_to_error::Segment;
 
 use super::positions::{FieldPositions, index_documents};
 use super::schema::schema_problems;
-use super::types::{API_VERSION, Document, HostSpec, IpPoolSpec, TemplateSpec, VirtualMachineSpec};
+use super::types::{
+    API_VERSION, BackupPolicySpec, Document, HostSpec, IpPoolSpec, TemplateSpec, VirtualMachineSpec,
+};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 
 /// The kinds this release understands.
-pub const KINDS: [&str; 4] = ["Host", "VirtualMachine", "Template", "IpPool"];
+pub const KINDS: [&str; 5] = [
+    "Host",
+    "VirtualMachine",
+    "Template",
+    "IpPool",
+    "BackupPolicy",
+];
 
 /// One resource as written, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +48,7 @@ pub struct Documents {
     pub vms: Vec<Resource<VirtualMachineSpec>>,
     pub templates: Vec<Resource<TemplateSpec>>,
     pub pools: Vec<Resource<IpPoolSpec>>,
+    pub backup_policies: Vec<Resource<BackupPolicySpec>>,
     /// The manifest files read, in order.
     pub files: Vec<PathBuf>,
     /// Documents that could not be read (already reported): references to them are not
@@ -284,6 +293,7 @@ fn load_document(
         Some(kind @ "VirtualMachine") => ctx.load(kind, value, &mut out.vms, diagnostics),
         Some(kind @ "Template") => ctx.load(kind, value, &mut out.templates, diagnostics),
         Some(kind @ "IpPool") => ctx.load(kind, value, &mut out.pools, diagnostics),
+        Some(kind @ "BackupPolicy") => ctx.load(kind, value, &mut out.backup_policies, diagnostics),
         Some(other) => {
             diagnostics.push(
                 Diagnostic::error(format!("unknown kind {other:?}"))

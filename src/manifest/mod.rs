@@ -1,5 +1,6 @@
 //! Manifests: the YAML an operator writes, loaded with source positions and validated.
 
+mod backup;
 mod load;
 mod positions;
 mod schema;
@@ -7,6 +8,7 @@ mod size;
 mod types;
 mod validate;
 
+pub(crate) use backup::parse_backup_policy;
 pub use load::{
     Documents, FailedDocument, KINDS, Resource, manifest_files, read_documents, read_file,
 };
@@ -14,10 +16,11 @@ pub use positions::FieldPositions;
 pub use schema::manifest_schema;
 pub use size::{Size, SizeError};
 pub use types::{
-    API_VERSION, CloneSourceSpec, CloudInitSpec, DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS,
-    DescribedReservation, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostSpec,
-    IpPoolSpec, IpRangeSpec, Metadata, NetworkSpec, Power, ReservationSpec, SecretRef,
-    ShutdownSpec, SshKeySource, TemplateSpec, VirtualMachineSpec,
+    API_VERSION, BackupPolicySpec, BackupTargetSpec, CloneSourceSpec, CloudInitSpec,
+    DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS, DatastoreTargetSpec, DescribedReservation,
+    DirectoryTargetSpec, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostSpec, IpPoolSpec,
+    IpRangeSpec, Metadata, NetworkSpec, Power, ReservationSpec, RetentionSpec, ScheduleSpec,
+    SecretRef, ShutdownSpec, SshKeySource, TemplateSpec, VirtualMachineSpec,
 };
 pub use validate::{
     Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_inventory_without_address_check,

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::size::Size;
 use super::types::{
-    API_VERSION, DiskSpec, Document, EnvSecret, FileSecret, HostSpec, IpPoolSpec, Metadata,
-    NetworkSpec, Power, TemplateSpec, VirtualMachineSpec,
+    API_VERSION, BackupPolicySpec, BackupTargetSpec, DatastoreTargetSpec, DirectoryTargetSpec,
+    DiskSpec, Document, EnvSecret, FileSecret, HostSpec, IpPoolSpec, Metadata, NetworkSpec, Power,
+    RetentionSpec, ScheduleSpec, TemplateSpec, VirtualMachineSpec,
 };
 
 /// The schema of one manifest document of any kind (`oneOf`, told apart by `kind`).
@@ -30,6 +31,10 @@ pub fn manifest_schema() -> Value {
             generator.subschema_for::<Document<TemplateSpec>>(),
         ),
         ("IpPool", generator.subschema_for::<Document<IpPoolSpec>>()),
+        (
+            "BackupPolicy",
+            generator.subschema_for::<Document<BackupPolicySpec>>(),
+        ),
     ];
     let mut definitions: Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();
@@ -68,7 +73,7 @@ pub fn manifest_schema() -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://ceso.dev/schemas/ceso-v1.schema.json",
         "title": "ceso manifest (apiVersion ceso/v1)",
-        "description": "One YAML document of a ceso inventory: a Host, VirtualMachine, Template or IpPool.",
+        "description": "One YAML document of a ceso inventory: a Host, VirtualMachine, Template, IpPool or BackupPolicy.",
         "oneOf": one_of,
         "$defs": definitions,
     })
@@ -394,6 +399,7 @@ fn unknown_field(node: &Node<'_, '_>, name: &str) -> SchemaProblem {
     let serde = match node.definition {
         Some("HostDocument") => serde_message::<Document<HostSpec>>(&probe),
         Some("VirtualMachineDocument") => serde_message::<Document<VirtualMachineSpec>>(&probe),
+        Some("BackupPolicyDocument") => serde_message::<Document<BackupPolicySpec>>(&probe),
         Some("Metadata") => serde_message::<Metadata>(&probe),
         Some("HostSpec") => serde_message::<HostSpec>(&probe),
         Some("VirtualMachineSpec") => serde_message::<VirtualMachineSpec>(&probe),
@@ -401,6 +407,12 @@ fn unknown_field(node: &Node<'_, '_>, name: &str) -> SchemaProblem {
         Some("NetworkSpec") => serde_message::<NetworkSpec>(&probe),
         Some("EnvSecret") => serde_message::<EnvSecret>(&probe),
         Some("FileSecret") => serde_message::<FileSecret>(&probe),
+        Some("BackupPolicySpec") => serde_message::<BackupPolicySpec>(&probe),
+        Some("ScheduleSpec") => serde_message::<ScheduleSpec>(&probe),
+        Some("RetentionSpec") => serde_message::<RetentionSpec>(&probe),
+        Some("BackupTargetSpec") => serde_message::<BackupTargetSpec>(&probe),
+        Some("DirectoryTargetSpec") => serde_message::<DirectoryTargetSpec>(&probe),
+        Some("DatastoreTargetSpec") => serde_message::<DatastoreTargetSpec>(&probe),
         _ => None,
     }
     .filter(|m| m.starts_with("unknown field"));
@@ -438,7 +450,7 @@ fn unknown_field(node: &Node<'_, '_>, name: &str) -> SchemaProblem {
 }
 
 /// The allowed name closest to a misspelt one, when it is close enough to be a typo.
-fn closest<'a>(name: &str, allowed: &'a [String]) -> Option<&'a str> {
+pub(super) fn closest<'a>(name: &str, allowed: &'a [String]) -> Option<&'a str> {
     let lower = name.to_lowercase();
     allowed
         .iter()
@@ -578,7 +590,7 @@ mod tests {
                 (
                     "spec.powr".into(),
                     true,
-                    "unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`".into()
+                    "unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`".into()
                 ),
             ]
         );

@@ -20,7 +20,7 @@ pub const API_VERSION: &str = "ceso/v1";
 pub struct Document<S> {
     /// Always `ceso/v1`.
     pub api_version: String,
-    /// The kind of resource: `Host`, `VirtualMachine`, `Template` or `IpPool`.
+    /// The kind of resource: `Host`, `VirtualMachine`, `Template`, `IpPool` or `BackupPolicy`.
     pub kind: String,
     pub metadata: Metadata,
     pub spec: S,
@@ -162,6 +162,9 @@ pub struct VirtualMachineSpec {
     /// How ceso powers the VM off when a change needs it, or the manifest says `power: off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownSpec>,
+    /// Name of the `BackupPolicy` that backs the VM up. Omitted: no scheduled backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<String>,
 }
 
 /// Shutting a VM down: through VMware Tools, waiting up to `timeoutSeconds`; a hard power-off
@@ -345,6 +348,83 @@ impl ReservationSpec {
     }
 }
 
+/// `kind: BackupPolicy` — when the VMs naming it are backed up, which backups are kept, and
+/// where they go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupPolicySpec {
+    /// When backups are due.
+    pub schedule: ScheduleSpec,
+    /// How many backups are kept (at least one count above 0).
+    pub retention: RetentionSpec,
+    /// Where backups are written: exactly one of `directory` and `datastore`.
+    pub target: BackupTargetSpec,
+    /// Quiesce the guest file systems for the snapshot when VMware Tools run (default `true`).
+    #[serde(default = "default_true")]
+    pub quiesce: bool,
+}
+
+/// A cron schedule in a time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Standard 5-field cron expression (minute hour day-of-month month day-of-week), e.g.
+    /// `30 2 * * *`, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    pub cron: String,
+    /// IANA time zone the expression is read in, e.g. `Europe/Berlin` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// How many backups of each VM are kept, restic style; a backup kept by any rule is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// The newest N backups.
+    #[serde(default)]
+    pub keep_last: u32,
+    /// The newest backup of each of the N most recent days that have backups.
+    #[serde(default)]
+    pub keep_daily: u32,
+    /// The newest backup of each of the N most recent ISO weeks that have backups.
+    #[serde(default)]
+    pub keep_weekly: u32,
+    /// The newest backup of each of the N most recent months that have backups.
+    #[serde(default)]
+    pub keep_monthly: u32,
+}
+
+/// Where backups are written: `directory` or `datastore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupTargetSpec {
+    /// A directory on the machine running ceso; disks are streamed from the host and stored as
+    /// content-addressed chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryTargetSpec>,
+    /// A folder on a datastore of the VM's own host; disks are copied on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<DatastoreTargetSpec>,
+}
+
+/// `{ path: ../backups }`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectoryTargetSpec {
+    /// The directory; a relative path is relative to the inventory directory.
+    pub path: PathBuf,
+}
+
+/// `{ datastore: datastore1, folder: ceso-backups }`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatastoreTargetSpec {
+    /// Name of a datastore of the VM's host, e.g. `datastore1`.
+    pub datastore: String,
+    /// Folder on the datastore, relative to its root, e.g. `ceso-backups`.
+    pub folder: String,
+}
+
 /// Desired power state: `on` or `off` (YAML 1.1 booleans `true`/`false` are accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -419,6 +499,10 @@ fn default_guest_id() -> String {
 
 fn default_firmware() -> Firmware {
     Firmware::Bios
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn is_false(value: &bool) -> bool {

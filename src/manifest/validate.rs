@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
+use super::backup::parse_backup_policy;
 use super::load::{Documents, Resource, read_documents};
 use super::types::{
-    EnvSecret, FileSecret, HostSpec, IpPoolSpec, SecretRef, SshKeySource, TemplateSpec,
-    VirtualMachineSpec,
+    BackupPolicySpec, EnvSecret, FileSecret, HostSpec, IpPoolSpec, SecretRef, SshKeySource,
+    TemplateSpec, VirtualMachineSpec,
 };
 use crate::cloudinit::{UserDataError, UserDataInput, user_data};
 use crate::diagnostic::{Diagnostic, SourceLocation, has_errors};
@@ -33,6 +34,10 @@ pub struct Inventory {
     pub vms: BTreeMap<String, Resource<VirtualMachineSpec>>,
     pub templates: BTreeMap<String, Resource<TemplateSpec>>,
     pub pools: BTreeMap<String, Resource<IpPoolSpec>>,
+    pub backup_policies: BTreeMap<String, Resource<BackupPolicySpec>>,
+    /// The inventory directory (the parent of the file when one file was given): relative
+    /// backup directories start from it.
+    pub root: PathBuf,
     /// The SSH public keys of each VM's `cloudInit`, files already read, by VM name.
     pub ssh_keys: BTreeMap<String, Vec<String>>,
 }
@@ -50,6 +55,9 @@ impl Inventory {
                 Some(("Host", name)) => self.hosts.get(name).map(|r| r.locate(field)),
                 Some(("Template", name)) => self.templates.get(name).map(|r| r.locate(field)),
                 Some(("IpPool", name)) => self.pools.get(name).map(|r| r.locate(field)),
+                Some(("BackupPolicy", name)) => {
+                    self.backup_policies.get(name).map(|r| r.locate(field))
+                }
                 _ => None,
             };
         }
@@ -71,7 +79,14 @@ pub fn load_inventory_without_address_check(path: &Path) -> (Inventory, Vec<Diag
 fn load(path: &Path, check_addresses: bool) -> (Inventory, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut documents = read_documents(path, &mut diagnostics);
-    let mut inventory = Inventory::default();
+    let mut inventory = Inventory {
+        root: if path.is_file() {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            path.to_path_buf()
+        },
+        ..Inventory::default()
+    };
     let mut addresses = BTreeMap::new();
     for host in std::mem::take(&mut documents.hosts) {
         let url = check_host(&host, &mut diagnostics);
@@ -95,6 +110,17 @@ fn load(path: &Path, check_addresses: bool) -> (Inventory, Vec<Diagnostic>) {
     }
     for pool in std::mem::take(&mut documents.pools) {
         insert_unique("IpPool", pool, &mut inventory.pools, &mut diagnostics);
+    }
+    for policy in std::mem::take(&mut documents.backup_policies) {
+        insert_unique(
+            "BackupPolicy",
+            policy,
+            &mut inventory.backup_policies,
+            &mut diagnostics,
+        );
+    }
+    for policy in inventory.backup_policies.values() {
+        check_backup_policy(policy, &inventory.root, &mut diagnostics);
     }
     for template in inventory.templates.values() {
         check_template(template, &inventory.hosts, &documents, &mut diagnostics);
@@ -372,14 +398,18 @@ fn check_reference<S, T>(
         "Host" => ("host", "hosts"),
         "Template" => ("template", "templates"),
         "IpPool" => ("IP pool", "IP pools"),
+        "BackupPolicy" => ("backup policy", "backup policies"),
         _ => (kind, kind),
     };
-    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    let names: Vec<String> = known.keys().cloned().collect();
     let mut hint = if names.is_empty() {
         format!("declare a `kind: {kind}` document for it")
     } else {
         format!("declared {plural}: {}", names.join(", "))
     };
+    if let Some(close) = super::schema::closest(name, &names) {
+        hint = format!("did you mean `{close}`? {hint}");
+    }
     if let Some(failed) = documents.unidentified_failure(kind) {
         hint.push_str(&format!(
             "; it may be the document at {} that could not be read",
@@ -573,6 +603,16 @@ fn check_vm(
     if let Some(guest_id) = &spec.guest_id {
         check_guest_id(&mut check, "spec.guestId", guest_id);
     }
+    if let Some(policy) = &spec.backup_policy {
+        check_reference(
+            &mut check,
+            "spec.backupPolicy",
+            "BackupPolicy",
+            policy,
+            &inventory.backup_policies,
+            documents,
+        );
+    }
     if spec
         .datastore
         .as_deref()
@@ -697,7 +737,7 @@ fn private_key_path(value: &serde_json::Value) -> Option<String> {
 const SSH_KEY_HINT: &str = "give a public key (`ssh-ed25519 AAAA... comment`) or the `.pub` file of a key pair, e.g. `{ file: ~/.ssh/id_ed25519.pub }`";
 
 /// `~/x` as a path under the home directory.
-fn expand_home(path: &Path) -> std::path::PathBuf {
+pub(super) fn expand_home(path: &Path) -> std::path::PathBuf {
     match (path.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => Path::new(&home).join(rest),
         _ => path.to_path_buf(),
@@ -913,6 +953,24 @@ pub(crate) fn parse_pool(name: &str, spec: &IpPoolSpec) -> Result<ipam::Pool, Ve
         ranges: ranges.into_iter().flatten().collect(),
         reservations: reservations.into_iter().flatten().collect(),
     })
+}
+
+fn check_backup_policy(
+    policy: &Resource<BackupPolicySpec>,
+    inventory_dir: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut check = Checker {
+        resource: policy,
+        address: format!("BackupPolicy/{}", policy.name),
+        diagnostics,
+    };
+    check_name(&mut check, 63);
+    if let Err(problems) = parse_backup_policy(&policy.name, &policy.spec, inventory_dir) {
+        for problem in problems {
+            check.error(problem.field, problem.message, problem.hint);
+        }
+    }
 }
 
 fn check_pools(pools: &BTreeMap<String, Resource<IpPoolSpec>>, diagnostics: &mut Vec<Diagnostic>) {
