@@ -4,6 +4,7 @@
 
 mod support;
 
+use support::disks::{disk_digests, snapshot_names};
 use support::inventory::Inventory;
 use support::{GuestOverride, Simulator, find_vm};
 
@@ -152,44 +153,6 @@ fn standalone_simulator() -> Simulator {
         .guest_delay_ms(50)
         .fault("CloneVM_Task=NotSupported")
         .start()
-}
-
-/// Names of the snapshots of a VM, read from the host.
-fn snapshot_names(sim: &Simulator, vm: &str) -> Vec<String> {
-    let moref = find_vm(sim, vm).expect("the VM").moref;
-    let props = support::retrieve_properties(sim, "VirtualMachine", &moref, &["snapshot"]);
-    props
-        .get("snapshot")
-        .map(|snapshot| {
-            snapshot
-                .descendants("name")
-                .into_iter()
-                .map(|n| n.text.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// SHA-256 of every disk's data file of a VM, read from the simulator's datastore directory.
-fn disk_digests(sim: &Simulator, vm: &str) -> Vec<String> {
-    find_vm(sim, vm)
-        .expect("the VM")
-        .disk_files
-        .iter()
-        .map(|file| {
-            let relative = file.split_once("] ").map_or(file.as_str(), |(_, p)| p);
-            let bytes = std::fs::read(
-                sim.datastore_dir
-                    .join(relative.replace(".vmdk", "-flat.vmdk")),
-            )
-            .expect("the disk's data");
-            ring::digest::digest(&ring::digest::SHA256, &bytes)
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .collect()
 }
 
 #[test]

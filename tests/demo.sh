@@ -3,7 +3,7 @@
 # examples/inventory/hosts.yaml pins, user root, VMware Tools emulation), imports a small
 # stand-in for Ubuntu's cloud image OVA as the template the example names, then validates, plans
 # and applies examples/inventory, plans again (no changes), and shows the VMs, the IP
-# allocations and the audit log.
+# allocations, takes, verifies and restores a backup of db-01, and shows the audit log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 esxsim=$(bash tests/setup.sh | tail -n 1)
@@ -81,6 +81,15 @@ step ceso vm list --inventory examples/inventory
 "$ceso" vm list --inventory examples/inventory
 step ceso ip list --inventory examples/inventory
 "$ceso" ip list --inventory examples/inventory
+step ceso backup create db-01 --inventory examples/inventory
+"$ceso" backup create db-01 --inventory examples/inventory
+step ceso backup list --inventory examples/inventory
+"$ceso" backup list --inventory examples/inventory
+backup_id=$("$ceso" backup list db-01 --inventory examples/inventory --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+step ceso backup verify "$backup_id" --inventory examples/inventory
+"$ceso" backup verify "$backup_id" --inventory examples/inventory
+step ceso backup restore "$backup_id" --inventory examples/inventory --yes
+"$ceso" backup restore "$backup_id" --inventory examples/inventory --yes
 step ceso audit list
 "$ceso" audit list
 echo

@@ -49,10 +49,65 @@ pub struct ApplyArgs {
     /// Set once steps started running (so a caller knows whether anything may have changed).
     #[arg(skip)]
     pub steps_ran: Cell<bool>,
+    /// The disks a VM restored from a backup is made from; set by `ceso backup restore --as-new`.
+    #[arg(skip)]
+    pub restore_disks: Option<RestoredDisks>,
 }
 
-pub async fn run(args: &ApplyArgs, state: &Path) -> Result<Outcome, CommandError> {
-    let store = StateStore::open(state)?;
+/// The disks of a backup, placed on the host, that a new VM is made from (copied into its
+/// folder like a clone's).
+#[derive(Debug, Clone)]
+pub struct RestoredDisks {
+    pub backup: String,
+    /// The new VM's name.
+    pub vm: String,
+    /// `[ds] folder/name.vmdk`, in disk order.
+    pub disks: Vec<String>,
+    pub firmware: Option<crate::host::Firmware>,
+}
+
+impl RestoredDisks {
+    /// Makes the plan's creation of the VM copy these disks.
+    fn patch(&self, plan: &mut crate::plan::Plan) -> Result<(), CommandError> {
+        let create = plan.steps.iter_mut().find_map(|step| match &mut step.op {
+            HostOp::CreateVm { spec } if spec.name == self.vm => Some(spec),
+            _ => None,
+        });
+        let Some(spec) = create else {
+            return Err(CommandError::new(format!(
+                "the plan does not create VM {:?}; nothing was restored",
+                self.vm
+            )));
+        };
+        spec.template_disk = None;
+        spec.clone_from = Some(crate::host::CloneSource {
+            vm: format!("backup {}", self.backup),
+            moref: String::new(),
+            disks: self.disks.clone(),
+            running: false,
+        });
+        if self.firmware.is_some() {
+            spec.firmware = self.firmware;
+        }
+        spec.extra_config.insert(
+            crate::host::CREATING_KEY.to_owned(),
+            format!("restore of {}", self.backup),
+        );
+        let address = format!("VirtualMachine/{}", self.vm);
+        if let Some(change) = plan.changes.iter_mut().find(|c| c.address == address) {
+            change
+                .notes
+                .push(format!("its disks are copies of backup {}", self.backup));
+        }
+        Ok(())
+    }
+}
+
+/// Takes the apply lock (backups and restores hold it too), saying when it took over the lock
+/// of a run that was killed.
+pub(super) fn acquire_lock(
+    store: &StateStore,
+) -> Result<(crate::state::ApplyLock, LockHolder), CommandError> {
     let holder = LockHolder {
         run_id: new_run_id(),
         pid: std::process::id(),
@@ -67,6 +122,12 @@ pub async fn run(args: &ApplyArgs, state: &Path) -> Result<Outcome, CommandError
             stale.run_id, stale.pid, stale.hostname
         );
     }
+    Ok((lock, holder))
+}
+
+pub async fn run(args: &ApplyArgs, state: &Path) -> Result<Outcome, CommandError> {
+    let store = StateStore::open(state)?;
+    let (lock, holder) = acquire_lock(&store)?;
     let result = plan_and_execute(args, &store, &holder).await;
     if let Err(e) = store.release_apply_lock(lock) {
         eprintln!("warning: could not release the apply lock: {e}");
@@ -124,6 +185,7 @@ async fn plan_and_execute(
                 .collect(),
             guest_ip_timeout_secs: args.guest_ip_timeout,
             force_power_off: args.force_power_off,
+            ..PlanOptions::default()
         };
         let (mut plan, hosts) = make_plan(&args.path, &options).await?;
         if let Some(address) = &args.only {
@@ -134,6 +196,9 @@ async fn plan_and_execute(
                     args.path.display()
                 );
             }
+        }
+        if let Some(restored) = &args.restore_disks {
+            restored.patch(&mut plan)?;
         }
         (plan, hosts)
     };

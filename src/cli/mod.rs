@@ -2,11 +2,13 @@
 
 mod apply;
 mod audit;
+mod backup;
 mod connect;
 mod files;
 mod inspect;
 mod ip;
 mod plan;
+mod progress;
 mod schema;
 mod template;
 mod validate;
@@ -55,6 +57,9 @@ pub enum Command {
     /// IP address management: pools and the addresses in use.
     #[command(subcommand)]
     Ip(ip::IpCommand),
+    /// Backups: take, list, verify, prune and restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 /// `ceso template ...`
@@ -199,6 +204,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
             template::import(args, &cli.state).await
         }
         Command::Ip(command) => ip::run(command, &cli.state).await,
+        Command::Backup(command) => backup::run(command, &cli.state).await,
     }
 }
 

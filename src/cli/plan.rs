@@ -33,6 +33,8 @@ pub async fn run(args: PlanArgs, state: &Path) -> Result<Outcome, CommandError> 
         prune: args.prune,
         recorded_addresses: recorded_addresses(state)?,
         force_power_off: args.force_power_off,
+        backup_catalog: super::backup::catalog_for_plan(&args.path, state).await?,
+        backups_at: Some(jiff::Timestamp::now()),
         ..PlanOptions::default()
     };
     let (plan, hosts) = make_plan(&args.path, &options).await?;

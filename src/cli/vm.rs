@@ -124,6 +124,7 @@ fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> 
         force_power_off: false,
         only: Some(format!("VirtualMachine/{name}")),
         steps_ran: Cell::new(false),
+        restore_disks: None,
     }
 }
 
@@ -209,17 +210,19 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
         }),
         annotation: None,
         shutdown: None,
+        backup_policy: None,
     };
-    write_and_apply(&args.new_vm, &args.name, spec, state).await
+    write_and_apply(&args.new_vm, &args.name, spec, state, None).await
 }
 
 /// Writes `<inventory>/vms/<name>.yaml`, then plans and applies just that VM; removes the file
 /// again when nothing was applied.
-async fn write_and_apply(
+pub(super) async fn write_and_apply(
     new_vm: &NewVmArgs,
     name: &str,
     spec: VirtualMachineSpec,
     state: &Path,
+    restored: Option<apply::RestoredDisks>,
 ) -> Result<Outcome, CommandError> {
     let inventory = new_vm.inventory.as_path();
     let document = Document {
@@ -244,6 +247,7 @@ async fn write_and_apply(
     println!("Wrote {}.", file.display());
     let mut apply = apply_args(inventory, name, new_vm.yes, false);
     apply.guest_ip_timeout = new_vm.guest_ip_timeout;
+    apply.restore_disks = restored;
     let result = apply::run(&apply, state).await;
     if result.is_err() && !apply.steps_ran.get() {
         // Nothing was created: the inventory goes back to what it was.
@@ -322,8 +326,9 @@ pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandEr
         cloud_init,
         annotation: None,
         shutdown: None,
+        backup_policy: None,
     };
-    write_and_apply(&args.new_vm, &args.name, spec, state).await
+    write_and_apply(&args.new_vm, &args.name, spec, state, None).await
 }
 
 /// `ceso vm delete`

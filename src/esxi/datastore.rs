@@ -168,14 +168,6 @@ pub(crate) fn restore_config_spec(current: &CurrentSettings, config: &VmConfig) 
     w.finish()
 }
 
-/// An error and its sources joined by `: ` (a body error alone says little).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(error), |e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 /// A download's body: the response's bytes with failures named (path, bytes received), a
 /// stall after [`STALL_TIMEOUT`] turned into an error, and a body that ends before its
 /// announced length reported as an error rather than as a short file.
@@ -217,7 +209,10 @@ fn download_body(
                         Ok(chunk)
                     }
                 }
-                Ok(Some(Err(e))) => Err(failed(state.received, error_chain(&e))),
+                Ok(Some(Err(e))) => Err(failed(
+                    state.received,
+                    crate::esxi::transport::error_chain(&e),
+                )),
                 Ok(None) => match len {
                     Some(l) if state.received < l => Err(failed(
                         state.received,
@@ -257,13 +252,11 @@ async fn body_excerpt(mut response: reqwest::Response) -> String {
 }
 
 impl EsxiClient {
-    /// The host's `FileManager` (read from the service content: one round trip).
+    /// The host's `FileManager`.
     async fn file_manager(&self) -> Result<MoRef, EsxiError> {
-        const METHOD: &str = "RetrieveServiceContent";
-        let w = method_body(&MoRef::new("ServiceInstance", "ServiceInstance"));
-        let resp = self.call(METHOD, &w.finish()).await?;
-        resp.path(&["returnval", "fileManager"])
-            .and_then(Element::as_moref)
+        self.service
+            .file_manager
+            .clone()
             .ok_or_else(|| EsxiError::Inventory {
                 address: self.transport.address().to_owned(),
                 message: "the host has no FileManager to manage datastore folders with".into(),

@@ -22,6 +22,8 @@ pub(crate) struct ServiceContent {
     pub virtual_disk_manager: Option<MoRef>,
     /// `OvfManager` (OVA import); absent on hosts without one.
     pub ovf_manager: Option<MoRef>,
+    /// `FileManager` (datastore folders); absent on hosts without one.
+    pub file_manager: Option<MoRef>,
     pub about: HostAbout,
 }
 
@@ -43,6 +45,7 @@ impl ServiceContent {
             session_manager: moref("sessionManager")?,
             virtual_disk_manager: moref("virtualDiskManager").ok(),
             ovf_manager: moref("ovfManager").ok(),
+            file_manager: moref("fileManager").ok(),
             about: HostAbout {
                 full_name: text("fullName"),
                 api_version: text("apiVersion"),

@@ -463,7 +463,7 @@ impl Transport {
 }
 
 /// An error and its sources, joined by `: ` (reqwest's own message alone says little).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

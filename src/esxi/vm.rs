@@ -761,8 +761,9 @@ impl EsxiClient {
 
             // The source's power state now, not when the plan was made: a running VM's disks
             // are only consistent (and readable) through a snapshot.
+            // A source without a VM (the disks of a backup placed on the datastore) never runs.
             let source_runs = match &spec.clone_from {
-                Some(source) => {
+                Some(source) if !source.moref.is_empty() => {
                     let state = self
                         .read_vm(
                             &MoRef::new("VirtualMachine", &source.moref),
@@ -772,7 +773,7 @@ impl EsxiClient {
                         .await?;
                     state.prop_text("runtime.powerState").map(str::trim) != Some("poweredOff")
                 }
-                None => false,
+                _ => false,
             };
             match spec.clone_from.as_ref().filter(|_| source_runs) {
                 Some(source) => {

@@ -45,6 +45,11 @@ pub struct PlanOptions {
     pub guest_ip_timeout_secs: u64,
     /// `--force-power-off`: power VMs off hard where shutting the guest down does not work.
     pub force_power_off: bool,
+    /// The complete backups in the catalog, for the backup outlook.
+    pub backup_catalog: Vec<crate::backup::record::BackupRecord>,
+    /// The time the backup outlook is made for; `None`: no outlook (e.g. for `apply`, which
+    /// takes no backups).
+    pub backups_at: Option<jiff::Timestamp>,
 }
 
 /// Identity of the plan being made, supplied by the caller so the planner stays pure.
@@ -120,6 +125,10 @@ pub fn diff(
         unmanaged,
         diagnostics,
         observed: fingerprints,
+        backups: options
+            .backups_at
+            .map(|now| super::backups::outlook(desired, &options.backup_catalog, now))
+            .unwrap_or_default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Plans: the model, the pure planner that makes them, and their renderings.
 
 mod addressing;
+pub mod backups;
 mod diff;
 mod fingerprint;
 mod model;

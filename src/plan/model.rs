@@ -183,6 +183,13 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
     pub observed: ObservedFingerprints,
+    /// Backups due and backups retention would delete (shown by `ceso plan`; `apply` takes
+    /// no backups).
+    #[serde(
+        default,
+        skip_serializing_if = "super::backups::BackupOutlook::is_empty"
+    )]
+    pub backups: super::backups::BackupOutlook,
 }
 
 impl Plan {

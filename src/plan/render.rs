@@ -95,6 +95,7 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
             };
         }
     }
+    render_backups(&mut out, &plan.backups, colour);
     if !plan.diagnostics.is_empty() {
         out.push('\n');
         for diagnostic in &plan.diagnostics {
@@ -112,6 +113,59 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
         s.delete
     );
     out
+}
+
+/// The backup outlook: due backups, retention deletions, and the next scheduled ones.
+fn render_backups(out: &mut String, backups: &super::backups::BackupOutlook, colour: Colour) {
+    if backups.is_empty() {
+        return;
+    }
+    let bold = Style::new().bold();
+    let time = |t: &jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M UTC").to_string();
+    let _ = writeln!(
+        out,
+        "\n{}",
+        colour.paint(
+            bold,
+            "Backups (taken by `ceso backup create`, deleted by `ceso backup prune`; apply does neither):"
+        )
+    );
+    for due in &backups.due {
+        let _ = match &due.last {
+            Some(last) => writeln!(
+                out,
+                "  due:     {} (policy {}): scheduled {}, last backup {}",
+                due.vm,
+                due.policy,
+                time(&due.due_since),
+                time(last)
+            ),
+            None => writeln!(
+                out,
+                "  due:     {} (policy {}): never backed up",
+                due.vm, due.policy
+            ),
+        };
+    }
+    for expiring in &backups.expiring {
+        let _ = writeln!(
+            out,
+            "  expires: {} ({} taken {}): retention of policy {} no longer keeps it",
+            expiring.id,
+            expiring.vm,
+            time(&expiring.taken),
+            expiring.policy
+        );
+    }
+    for next in &backups.upcoming {
+        let _ = writeln!(
+            out,
+            "  next:    {} (policy {}) at {}",
+            next.vm,
+            next.policy,
+            time(&next.at)
+        );
+    }
 }
 
 fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {

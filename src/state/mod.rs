@@ -1,5 +1,5 @@
 //! The embedded state file (redb): the audit log of every apply, the IP addresses ceso gave
-//! VMs, and the name of the apply lock's holder. The host is the source of truth for what exists; this file holds history and
+//! VMs, the backup catalog, and the name of the apply lock's holder. The host is the source of truth for what exists; this file holds history and
 //! coordination only. The apply lock itself is an OS file lock on `<state>.lock` (`lock.rs`).
 //!
 //! Every ceso process opens the file in redb's multi-writer mode, so `ceso audit list` works while
@@ -7,6 +7,7 @@
 
 mod addresses;
 mod audit;
+mod backups;
 mod lock;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,8 @@ impl StateStore {
             txn.open_table(STEPS)?;
             txn.open_table(LOCKS)?;
             txn.open_table(addresses::ADDRESSES)?;
+            txn.open_table(backups::BACKUPS)?;
+            txn.open_table(backups::SCANNED_TARGETS)?;
             Ok(())
         })?;
         Ok(store)

@@ -347,6 +347,7 @@ pub fn desired_vm(name: &str, cpu: u32, memory_gib: u64, power: Power) -> Desire
         addressing: vec![],
         cloud_init: None,
         shutdown: Default::default(),
+        backup_policy: None,
     }
 }
 

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod cloudinit;
+pub mod disks;
 pub mod inventory;
 pub mod ova;
 
