@@ -231,7 +231,10 @@ fn shorthands_and_names_mean_what_crontab_says() {
     assert_eq!(first("@yearly"), "2026-01-01 Thu 00:00 +01:00");
     assert_eq!(first("@annually"), first("@yearly"));
     assert_eq!(first("0 3 1 jan *"), "2026-01-01 Thu 03:00 +01:00");
-    assert_eq!(first("*/20 9-17 * * mon-fri"), "2025-06-11 Wed 14:20 +02:00");
+    assert_eq!(
+        first("*/20 9-17 * * mon-fri"),
+        "2025-06-11 Wed 14:20 +02:00"
+    );
 }
 
 #[test]

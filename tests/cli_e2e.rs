@@ -550,7 +550,7 @@ fn invalid_manifests_are_reported_by_validate_plan_and_apply_without_touching_th
     run.expect(0);
     assert!(
         run.stdout()
-            .contains("valid (1 host(s), 0 template(s), 0 IP pool(s), 1 virtual machine(s))")
+            .contains("valid (1 host(s), 0 template(s), 0 IP pool(s), 0 backup policy(ies), 1 virtual machine(s))")
     );
 }
 

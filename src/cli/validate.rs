@@ -45,11 +45,12 @@ pub fn run(args: ValidateArgs) -> Result<Outcome, CommandError> {
         eprintln!("{warning}");
     }
     println!(
-        "{}: valid ({} host(s), {} template(s), {} IP pool(s), {} virtual machine(s)).",
+        "{}: valid ({} host(s), {} template(s), {} IP pool(s), {} backup policy(ies), {} virtual machine(s)).",
         args.path.display(),
         inventory.hosts.len(),
         inventory.templates.len(),
         inventory.pools.len(),
+        inventory.backup_policies.len(),
         inventory.vms.len()
     );
     Ok(Outcome::Success)
