@@ -43,11 +43,15 @@ pub struct BackupOutcome {
 /// Backs up one VM to `target`. Nothing is recorded unless every file was stored; the
 /// snapshot is removed whatever happens, and one left by an earlier, killed run is removed
 /// first.
+///
+/// When `stop` completes (Ctrl-C) while disks are being copied, the copy is abandoned, the
+/// snapshot removed, and [`BackupError::Interrupted`] returned.
 pub async fn create_backup<H: BackupHost, T: BackupTarget>(
     host: &H,
     target: &T,
     request: &BackupRequest,
     progress: Progress<'_>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<BackupOutcome, BackupError> {
     let vm = request.vm.as_str();
     let view = host
@@ -85,7 +89,10 @@ pub async fn create_backup<H: BackupHost, T: BackupTarget>(
     };
     tracing::info!("{vm}: snapshot {snapshot_name:?} taken (quiesced: {quiesced})");
 
-    let copied = copy_everything(host, target, &view, &id, progress).await;
+    let copied = tokio::select! {
+        copied = copy_everything(host, target, &view, &id, progress) => copied,
+        () = stop => Err(BackupError::Interrupted),
+    };
 
     let removed = host.remove_snapshot(&view.moref, vm, &snapshot).await;
     match &removed {

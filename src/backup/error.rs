@@ -18,6 +18,9 @@ pub enum BackupError {
     /// The chunk store of a directory target failed.
     #[error(transparent)]
     Chunks(#[from] ChunkStoreError),
+    /// Ctrl-C: the backup was abandoned (its snapshot removed, nothing recorded).
+    #[error("interrupted: the backup was abandoned and its snapshot removed; nothing was recorded")]
+    Interrupted,
     /// What was asked for cannot be done safely; `hint` says what to do instead.
     #[error("{message}\n  hint: {hint}")]
     Refused { message: String, hint: String },

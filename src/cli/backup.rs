@@ -537,7 +537,15 @@ async fn back_up(
     eprintln!("Backing up {vm_name} to {key}");
     let started = Instant::now();
     let display = TransferDisplay::new("reading");
-    let outcome = engine::create_backup(client, &target, &request, &|p| display.report(p)).await;
+    let interrupted = super::interrupted();
+    let outcome = engine::create_backup(
+        client,
+        &target,
+        &request,
+        &|p| display.report(p),
+        interrupted,
+    )
+    .await;
     display.finish();
     audit.finish(
         outcome.as_ref().map(|_| ()).map_err(ToString::to_string),
@@ -592,6 +600,15 @@ async fn list(args: ListArgs, state: &Path) -> Result<Outcome, CommandError> {
         .collect();
     records.sort_by(|a, b| (&a.vm, a.started).cmp(&(&b.vm, b.started)));
     if args.json {
+        // The guest's cloud-init data stay in the backup (a restore needs them); the listing
+        // does not show them.
+        for record in &mut records {
+            for (key, value) in record.config.extra_config.iter_mut() {
+                if key.starts_with("guestinfo.") && !key.ends_with(".encoding") {
+                    *value = format!("<{} bytes, not shown>", value.len());
+                }
+            }
+        }
         let text =
             serde_json::to_string_pretty(&records).map_err(|e| CommandError::new(e.to_string()))?;
         println!("{text}");

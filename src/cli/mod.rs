@@ -208,6 +208,13 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
     }
 }
 
+/// Completes when the user presses Ctrl-C (never, if the signal cannot be watched).
+pub(crate) async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CESO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -161,11 +161,7 @@ pub async fn import(args: TemplateImportArgs, state: &Path) -> Result<Outcome, C
     let started = Instant::now();
     let display = ProgressDisplay::new();
     let report = |p: ImportProgress| display.report(&p);
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+    let interrupted = super::interrupted();
     let result = client
         .import_ova_cancellable(&args.file, &options, &report, interrupted)
         .await;
