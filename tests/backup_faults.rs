@@ -661,11 +661,11 @@ fn a_restore_whose_settings_fail_after_the_disks_are_swapped_is_finished_by_runn
         "{stderr}"
     );
     assert_eq!(bench.power_state(), "poweredOff");
-    assert_eq!(bench.staging_folders(), Vec::<String>::new());
 
     bench.sim.clear_faults();
     bench.restore(&id).expect(0);
     assert_eq!(bench.digests(), written, "restored byte for byte");
+    assert_eq!(bench.staging_folders(), Vec::<String>::new());
     bench.assert_no_backup_snapshot();
     bench.assert_listed_exactly(&[&id]);
 }
