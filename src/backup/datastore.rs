@@ -12,7 +12,7 @@ use super::error::BackupError;
 use super::host::BackupHost;
 use super::record::{BackupRecord, DiskBackup, FileBackup, data_file_of, file_name_of};
 use super::target::{
-    BackupTarget, Listed, PlacedDisk, Progress, TransferProgress, resumable_download,
+    BackupTarget, Listed, PlacedDisk, Progress, TransferProgress, resumable_download, size_on_host,
 };
 
 /// Name of the record file in each backup's folder.
@@ -66,23 +66,6 @@ impl DatastoreTarget {
         Ok((size, hex::encode(hash.finish().as_ref())))
     }
 
-    async fn file_size<H: BackupHost>(
-        &self,
-        host: &H,
-        path: &str,
-    ) -> Result<Option<u64>, BackupError> {
-        let folder = super::record::folder_of(path);
-        let name = file_name_of(path);
-        let entries = host
-            .list_folder(folder)
-            .await
-            .map_err(|e| BackupError::host(folder, e))?;
-        Ok(entries
-            .iter()
-            .find(|e| e.name == name && !e.is_folder)
-            .map(|e| e.size))
-    }
-
     /// Copies a small host file through ceso (the host API copies no plain files between
     /// folders on every version), hashing it on the way.
     async fn copy_small_file<H: BackupHost>(
@@ -91,7 +74,7 @@ impl DatastoreTarget {
         source: &str,
         dest: &str,
     ) -> Result<Option<FileBackup>, BackupError> {
-        let Some(size) = self.file_size(host, source).await? else {
+        let Some(size) = size_on_host(host, source).await? else {
             return Ok(None);
         };
         let mut bytes = Vec::with_capacity(size.min(16 << 20) as usize);
@@ -168,7 +151,7 @@ impl BackupTarget for DatastoreTarget {
         let data_path = data_file_of(&dest).ok_or_else(|| {
             BackupError::target(&self.key, format!("{dest} is not a .vmdk descriptor"))
         })?;
-        let data_total = self.file_size(host, &data_path).await?.unwrap_or(0);
+        let data_total = size_on_host(host, &data_path).await?.unwrap_or(0);
         let (descriptor_size, descriptor_sha) =
             self.fingerprint(host, &dest, name, &|_| {}, 0).await?;
         let data_name = file_name_of(&data_path).to_owned();

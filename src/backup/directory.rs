@@ -18,7 +18,7 @@ use super::record::{
     BackupRecord, DiskBackup, FileBackup, data_file_of, file_name_of, folder_of, is_delta_disk,
 };
 use super::target::{
-    BackupTarget, Listed, PlacedDisk, Progress, TransferProgress, resumable_download,
+    BackupTarget, Listed, PlacedDisk, Progress, TransferProgress, resumable_download, size_on_host,
 };
 
 /// Name of the record file in each backup's folder.
@@ -85,19 +85,6 @@ impl DirectoryTarget {
             location: index,
             new_bytes: stored.new_bytes,
         })
-    }
-
-    async fn size_on_host<H: BackupHost>(host: &H, path: &str) -> Result<Option<u64>, BackupError> {
-        let folder = folder_of(path);
-        let name = file_name_of(path);
-        let entries = host
-            .list_folder(folder)
-            .await
-            .map_err(|e| BackupError::host(folder, e))?;
-        Ok(entries
-            .iter()
-            .find(|e| e.name == name && !e.is_folder)
-            .map(|e| e.size))
     }
 
     /// Every backup in the directory (no host needed).
@@ -281,7 +268,7 @@ impl BackupTarget for DirectoryTarget {
         let result = async {
             let data_path = data_file_of(&readable)
                 .ok_or_else(|| BackupError::host(source, "the disk is not a .vmdk descriptor"))?;
-            let data_total = Self::size_on_host(host, &data_path).await?.unwrap_or(0);
+            let data_total = size_on_host(host, &data_path).await?.unwrap_or(0);
             let name = file_name_of(source);
             let descriptor = self
                 .store_host_file(host, id, &readable, name, 0, &|_| {})
@@ -307,7 +294,7 @@ impl BackupTarget for DirectoryTarget {
         id: &str,
         source: &str,
     ) -> Result<Option<FileBackup>, BackupError> {
-        let Some(size) = Self::size_on_host(host, source).await? else {
+        let Some(size) = size_on_host(host, source).await? else {
             return Ok(None);
         };
         self.store_host_file(host, id, source, file_name_of(source), size, &|_| {})

@@ -54,14 +54,7 @@ pub async fn create_backup<H: BackupHost, T: BackupTarget>(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<BackupOutcome, BackupError> {
     let vm = request.vm.as_str();
-    let view = host
-        .vm_for_backup(vm)
-        .await
-        .map_err(|e| BackupError::host(vm, e))?
-        .ok_or_else(|| BackupError::VmNotFound {
-            vm: vm.to_owned(),
-            host: request.host.clone(),
-        })?;
+    let view = read_vm(host, vm, &request.host).await?;
     let mut warnings = remove_stray_snapshots(host, &view).await;
 
     let started = Timestamp::now();
@@ -123,6 +116,21 @@ pub async fn create_backup<H: BackupHost, T: BackupTarget>(
     };
     target.commit(host, &record).await?;
     Ok(BackupOutcome { record, warnings })
+}
+
+/// The VM named `vm` on `host_name`, or [`BackupError::VmNotFound`].
+async fn read_vm<H: BackupHost>(
+    host: &H,
+    vm: &str,
+    host_name: &str,
+) -> Result<ObservedVm, BackupError> {
+    host.vm_for_backup(vm)
+        .await
+        .map_err(|e| BackupError::host(vm, e))?
+        .ok_or_else(|| BackupError::VmNotFound {
+            vm: vm.to_owned(),
+            host: host_name.to_owned(),
+        })
 }
 
 type Copied = (
@@ -272,14 +280,7 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
     progress: Progress<'_>,
 ) -> Result<RestoreOutcome, BackupError> {
     let vm = record.vm.as_str();
-    let view = host
-        .vm_for_backup(vm)
-        .await
-        .map_err(|e| BackupError::host(vm, e))?
-        .ok_or_else(|| BackupError::VmNotFound {
-            vm: vm.to_owned(),
-            host: record.host.clone(),
-        })?;
+    let view = read_vm(host, vm, &record.host).await?;
     check_restorable_in_place(&view, record)?;
     let was_on = view.power == Some(PowerState::PoweredOn);
     let moref = Some(view.moref.clone());

@@ -190,6 +190,20 @@ pub fn resumable_download<'a, H: BackupHost>(
     })
 }
 
+/// The size of a file on the host (from its folder's listing); `None` when it does not exist.
+pub async fn size_on_host<H: BackupHost>(host: &H, path: &str) -> Result<Option<u64>, BackupError> {
+    let folder = super::record::folder_of(path);
+    let name = super::record::file_name_of(path);
+    let entries = host
+        .list_folder(folder)
+        .await
+        .map_err(|e| BackupError::host(folder, e))?;
+    Ok(entries
+        .iter()
+        .find(|e| e.name == name && !e.is_folder)
+        .map(|e| e.size))
+}
+
 /// Consecutive failed attempts after which a download gives up.
 pub const RESUME_ATTEMPTS: u32 = 4;
 
