@@ -365,6 +365,25 @@ fn a_snapshot_that_cannot_be_removed_keeps_the_backup_and_the_next_backup_remove
     assert_eq!(bench.power_state(), "poweredOn");
 }
 
+#[test]
+fn a_restore_removes_a_snapshot_an_earlier_backup_left_instead_of_refusing() {
+    let bench = Bench::directory(simulator());
+    let bytes = bench.write_disks(9);
+    bench
+        .sim
+        .inject_fault("RemoveSnapshot_Task=task:FileFault*1");
+    let create = bench.create();
+    create.expect(0);
+    let id = backup_id(&create);
+    assert_eq!(bench.backup_snapshots().len(), 1, "left by the backup");
+
+    bench.write_disks(10);
+    bench.restore(&id).expect(0);
+    assert_eq!(bench.digests(), bytes, "restored byte for byte");
+    bench.assert_no_backup_snapshot();
+    assert_eq!(bench.power_state(), "poweredOn");
+}
+
 // ------------------------------------------------------------------------------------------------
 // connections cut
 
@@ -632,9 +651,10 @@ fn a_restore_killed_midway_is_finished_by_running_it_again() {
     );
     assert_eq!(bench.power_state(), "poweredOff");
 
-    // The same restore again finishes it.
+    // The same restore again finishes it, and starts the VM that ran before.
     bench.restore(&id).expect(0);
     assert_eq!(bench.digests(), written, "restored byte for byte");
+    assert_eq!(bench.power_state(), "poweredOn", "it ran before the restore");
     assert_eq!(bench.staging_folders(), Vec::<String>::new());
     bench.assert_no_backup_snapshot();
     bench.assert_listed_exactly(&[&id]);
@@ -665,6 +685,7 @@ fn a_restore_whose_settings_fail_after_the_disks_are_swapped_is_finished_by_runn
     bench.sim.clear_faults();
     bench.restore(&id).expect(0);
     assert_eq!(bench.digests(), written, "restored byte for byte");
+    assert_eq!(bench.power_state(), "poweredOn", "it ran before the restore");
     assert_eq!(bench.staging_folders(), Vec::<String>::new());
     bench.assert_no_backup_snapshot();
     bench.assert_listed_exactly(&[&id]);

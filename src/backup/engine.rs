@@ -3,6 +3,7 @@
 //! always removes the snapshot, and writes the record last; a restore in place powers the VM
 //! off, swaps in the backed-up disks and configuration, and powers it back as it was.
 
+use futures::StreamExt;
 use jiff::Timestamp;
 
 use crate::host::{HostOp, ObservedVm, PowerState};
@@ -195,11 +196,11 @@ async fn remove_stray_snapshots<H: BackupHost>(host: &H, view: &ObservedVm) -> V
             .await
         {
             Ok(_) => warnings.push(format!(
-                "removed the snapshot {:?} an interrupted backup left on {}",
+                "removed the snapshot {:?} an earlier backup left on {}",
                 snapshot.name, view.name
             )),
             Err(e) => warnings.push(format!(
-                "could not remove the snapshot {:?} an interrupted backup left on {}: {e}",
+                "could not remove the snapshot {:?} an earlier backup left on {}: {e}",
                 snapshot.name, view.name
             )),
         }
@@ -280,11 +281,32 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
     progress: Progress<'_>,
 ) -> Result<RestoreOutcome, BackupError> {
     let vm = record.vm.as_str();
-    let view = read_vm(host, vm, &record.host).await?;
+    let mut view = read_vm(host, vm, &record.host).await?;
+    // A snapshot an interrupted backup left is ceso's own: remove it rather than refuse.
+    if view
+        .snapshots
+        .iter()
+        .any(|s| s.name.starts_with(BACKUP_SNAPSHOT_PREFIX))
+    {
+        for warning in remove_stray_snapshots(host, &view).await {
+            tracing::warn!("{warning}");
+        }
+        view = read_vm(host, vm, &record.host).await?;
+    }
     check_restorable_in_place(&view, record)?;
+    let staging = format!("{}/ceso-restore-{}", folder_of(&view.vmx_path), record.id);
+    let marker = format!("{staging}/{POWER_ON_MARKER}");
     let was_on = view.power == Some(PowerState::PoweredOn);
+    // An interrupted run of this same restore shut the VM down: it ran before.
+    let resumed_on = !was_on
+        && host
+            .list_folder(&staging)
+            .await
+            .is_ok_and(|entries| entries.iter().any(|e| e.name == POWER_ON_MARKER));
+    let power_on_after = was_on || resumed_on;
     let moref = Some(view.moref.clone());
     if was_on {
+        write_marker(host, &staging, &marker).await?;
         host.execute(&HostOp::ShutdownVm {
             moref: moref.clone(),
             vm: vm.to_owned(),
@@ -294,7 +316,6 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
         .await
         .map_err(|e| BackupError::host(vm, e))?;
     }
-    let staging = format!("{}/ceso-restore-{}", folder_of(&view.vmx_path), record.id);
     let mut swapped = 0;
     let result = async {
         // Stage every disk before touching any: a failure here changes nothing.
@@ -329,12 +350,9 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
         Ok::<(), BackupError>(())
     }
     .await;
-    if let Err(e) = host.delete_path(&staging).await {
-        tracing::warn!("removing the staging folder {staging} failed: {e}");
-    }
     if let Err(cause) = result {
         if swapped == 0 {
-            if was_on {
+            if power_on_after {
                 let _ = host
                     .execute(&HostOp::PowerOn {
                         moref,
@@ -342,7 +360,13 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
                     })
                     .await;
             }
+            remove_staging(host, &staging).await;
             return Err(cause);
+        }
+        // The VM stays off; the marker tells the run that finishes the restore to start it.
+        remove_staging(host, &staging).await;
+        if power_on_after && let Err(e) = write_marker(host, &staging, &marker).await {
+            tracing::warn!("{e}");
         }
         return Err(BackupError::PartiallyRestored {
             vm: vm.to_owned(),
@@ -351,7 +375,7 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
             cause: Box::new(cause),
         });
     }
-    if was_on {
+    if power_on_after {
         host.execute(&HostOp::PowerOn {
             moref,
             vm: vm.to_owned(),
@@ -359,9 +383,10 @@ pub async fn restore_in_place<H: BackupHost, T: BackupTarget>(
         .await
         .map_err(|e| BackupError::host(vm, format!("powering it back on: {e}")))?;
     }
+    remove_staging(host, &staging).await;
     Ok(RestoreOutcome {
         disks_restored: swapped,
-        powered_on: was_on,
+        powered_on: power_on_after,
     })
 }
 
@@ -411,6 +436,30 @@ pub fn config_to_restore(backed_up: &VmConfig, now: &ObservedVm) -> VmConfig {
     VmConfig {
         extra_config,
         ..backed_up.clone()
+    }
+}
+
+/// Name of the file in a restore's staging folder saying the VM ran before the restore shut it
+/// down (so the run finishing an interrupted restore starts it again).
+const POWER_ON_MARKER: &str = "power-on-after-restore";
+
+/// Writes the power-on marker (an empty file) into the staging folder.
+async fn write_marker<H: BackupHost>(
+    host: &H,
+    staging: &str,
+    marker: &str,
+) -> Result<(), BackupError> {
+    host.make_directory(staging)
+        .await
+        .map_err(|e| BackupError::host(staging, e))?;
+    host.upload(marker, 0, futures::stream::empty().boxed())
+        .await
+        .map_err(|e| BackupError::host(marker, e))
+}
+
+async fn remove_staging<H: BackupHost>(host: &H, staging: &str) {
+    if let Err(e) = host.delete_path(staging).await {
+        tracing::warn!("removing the staging folder {staging} failed: {e}");
     }
 }
 
