@@ -654,7 +654,11 @@ fn a_restore_killed_midway_is_finished_by_running_it_again() {
     // The same restore again finishes it, and starts the VM that ran before.
     bench.restore(&id).expect(0);
     assert_eq!(bench.digests(), written, "restored byte for byte");
-    assert_eq!(bench.power_state(), "poweredOn", "it ran before the restore");
+    assert_eq!(
+        bench.power_state(),
+        "poweredOn",
+        "it ran before the restore"
+    );
     assert_eq!(bench.staging_folders(), Vec::<String>::new());
     bench.assert_no_backup_snapshot();
     bench.assert_listed_exactly(&[&id]);
@@ -685,7 +689,11 @@ fn a_restore_whose_settings_fail_after_the_disks_are_swapped_is_finished_by_runn
     bench.sim.clear_faults();
     bench.restore(&id).expect(0);
     assert_eq!(bench.digests(), written, "restored byte for byte");
-    assert_eq!(bench.power_state(), "poweredOn", "it ran before the restore");
+    assert_eq!(
+        bench.power_state(),
+        "poweredOn",
+        "it ran before the restore"
+    );
     assert_eq!(bench.staging_folders(), Vec::<String>::new());
     bench.assert_no_backup_snapshot();
     bench.assert_listed_exactly(&[&id]);
