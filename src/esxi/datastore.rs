@@ -252,6 +252,14 @@ async fn body_excerpt(mut response: reqwest::Response) -> String {
 }
 
 impl EsxiClient {
+    /// Makes sure the session cookie `/folder` transfers carry is valid: a cheap SOAP call
+    /// (`CurrentTime`), which logs in again if the session expired (a long backup can outlast
+    /// the host's idle timeout, and `/folder` answers 401 rather than re-authenticate).
+    async fn refresh_session(&self) -> Result<(), EsxiError> {
+        let w = method_body(&MoRef::new("ServiceInstance", "ServiceInstance"));
+        self.call("CurrentTime", &w.finish()).await.map(|_| ())
+    }
+
     /// The host's `FileManager`.
     async fn file_manager(&self) -> Result<MoRef, EsxiError> {
         self.service
@@ -475,6 +483,7 @@ impl BackupHost for EsxiClient {
     /// must be answered `206` from exactly `offset`. A body that breaks off is an error from
     /// the stream, never a short file.
     async fn download(&self, path: &str, offset: u64) -> Result<Download<EsxiError>, EsxiError> {
+        self.refresh_session().await?;
         let request_name = format!("GET {path}");
         let url = self.datastore_file_url(&request_name, path)?;
         let mut request = self
@@ -535,6 +544,7 @@ impl BackupHost for EsxiClient {
         len: u64,
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     ) -> Result<(), EsxiError> {
+        self.refresh_session().await?;
         let request_name = format!("PUT {path}");
         let url = self.datastore_file_url(&request_name, path)?;
         let sent = Arc::new(AtomicU64::new(0));
