@@ -29,7 +29,7 @@ use futures::stream::{self, FuturesOrdered, Stream, StreamExt, TryStreamExt};
 use ring::digest::{Context, SHA256, SHA256_OUTPUT_LEN};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 /// Size of every chunk but a file's last one (which may be shorter).
@@ -37,9 +37,12 @@ pub const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
 /// The folder of the chunks under the root.
 const CHUNKS_DIR: &str = "chunks";
-/// Chunks hashed and written at once while storing; with [`HASH_QUEUE`] and the block being
-/// filled this bounds the chunks held in memory.
-const CHUNK_WRITERS: usize = 4;
+/// Chunks held by writers until their data is in the page cache; with [`HASH_QUEUE`] and the
+/// block being filled this bounds the chunks held in memory while storing.
+const CHUNK_BUFFERS: usize = 4;
+/// Chunks being stored at once: most wait in fsync, which holds no buffer, so many fsyncs
+/// overlap (and share the file system's journal commits).
+const CHUNKS_IN_FLIGHT: usize = 16;
 /// Chunks waiting for the whole-file hash.
 const HASH_QUEUE: usize = 2;
 /// Chunks read (and checked) ahead of the consumer by `read` and `verify`.
@@ -210,6 +213,7 @@ impl ChunkStore {
         let index_file = IndexWriter::create(index_path).await?;
         let mut pipeline = StorePipeline {
             writer: Arc::new(ChunkWriter::new(self.chunks_dir())),
+            buffers: Arc::new(Semaphore::new(CHUNK_BUFFERS)),
             in_flight: FuturesOrdered::new(),
             hasher: WholeFileHasher::start(),
             index_file,
@@ -470,6 +474,8 @@ impl ChunkStore {
 /// The chunks of one `store` call on their way to disk, and the tallies of those done.
 struct StorePipeline<P> {
     writer: Arc<ChunkWriter>,
+    /// One permit per chunk a writer holds in memory.
+    buffers: Arc<Semaphore>,
     /// Chunks being hashed and written, in file order.
     in_flight: FuturesOrdered<JoinHandle<Result<WrittenChunk, ChunkStoreError>>>,
     hasher: WholeFileHasher,
@@ -482,15 +488,21 @@ struct StorePipeline<P> {
 }
 
 impl<P: FnMut(u64) + Send> StorePipeline<P> {
-    /// Hands the next chunk to a writer, first waiting for one to be free.
+    /// Hands the next chunk to a writer, first waiting for room in the pipeline and a buffer.
     async fn submit(&mut self, chunk: Bytes) -> Result<(), ChunkStoreError> {
-        while self.in_flight.len() >= CHUNK_WRITERS {
+        while self.in_flight.len() >= CHUNKS_IN_FLIGHT {
             self.complete_oldest().await?;
         }
+        let buffer = Arc::clone(&self.buffers)
+            .acquire_owned()
+            .await
+            .map_err(|_closed| ChunkStoreError::Cancelled)?;
         self.hasher.update(chunk.clone()).await;
         let writer = Arc::clone(&self.writer);
         self.in_flight
-            .push_back(tokio::task::spawn_blocking(move || writer.write(&chunk)));
+            .push_back(tokio::task::spawn_blocking(move || {
+                writer.write(chunk, buffer)
+            }));
         Ok(())
     }
 
@@ -575,13 +587,19 @@ impl ChunkWriter {
     }
 
     /// Hashes `chunk` and writes it unless the store has it: temp file, write, fsync, rename.
-    fn write(&self, chunk: &[u8]) -> Result<WrittenChunk, ChunkStoreError> {
-        let hash = sha256(chunk);
+    /// The chunk and its `buffer` permit are released as soon as the data is written, before
+    /// the fsync.
+    fn write(
+        &self,
+        chunk: Bytes,
+        buffer: OwnedSemaphorePermit,
+    ) -> Result<WrittenChunk, ChunkStoreError> {
+        let hash = sha256(&chunk);
         let path = chunk_path(&self.chunks_dir, &hash);
         let len = chunk.len() as u64;
         let is_new = self.claim(&hash, &path, len)?;
         if is_new {
-            let written = self.write_new(&path, chunk);
+            let written = self.write_new(&path, chunk, buffer);
             self.claimed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -608,14 +626,23 @@ impl ChunkWriter {
         Ok(true)
     }
 
-    fn write_new(&self, path: &Path, chunk: &[u8]) -> Result<(), ChunkStoreError> {
+    fn write_new(
+        &self,
+        path: &Path,
+        chunk: Bytes,
+        buffer: OwnedSemaphorePermit,
+    ) -> Result<(), ChunkStoreError> {
         let dir = parent_of(path);
         let created_dir = match fs::create_dir(dir) {
             Ok(()) => true,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
             Err(error) => return Err(ChunkStoreError::io(dir)(error)),
         };
-        write_atomically(path, chunk).map_err(ChunkStoreError::io(path))?;
+        let mut file = TempFile::create(path).map_err(ChunkStoreError::io(path))?;
+        file.write_all(&chunk).map_err(ChunkStoreError::io(path))?;
+        // The data is in the page cache: the next chunk may take the buffer while fsync waits.
+        drop((chunk, buffer));
+        file.commit().map_err(ChunkStoreError::io(path))?;
         let mut dirs = self
             .dirs_to_sync
             .lock()
@@ -977,17 +1004,51 @@ fn parent_of(path: &Path) -> &Path {
 
 /// Temp file beside `path`, write, fsync, rename over `path`. The directory is not synced.
 fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let temp = temp_path_for(path);
-    let written = (|| {
-        let mut file = fs::File::create_new(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
+    let mut file = TempFile::create(path)?;
+    file.write_all(contents)?;
+    file.commit()
+}
+
+/// A file being written beside its final path (`<name>.tmp-<random>`), removed when dropped
+/// before [`TempFile::commit`].
+struct TempFile {
+    path: PathBuf,
+    temp: PathBuf,
+    file: fs::File,
+    committed: bool,
+}
+
+impl TempFile {
+    fn create(path: &Path) -> io::Result<Self> {
+        let temp = temp_path_for(path);
+        let file = fs::File::create_new(&temp)?;
+        Ok(TempFile {
+            path: path.to_path_buf(),
+            temp,
+            file,
+            committed: false,
+        })
     }
-    written
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)
+    }
+
+    /// fsync, then rename over the final path. The directory is not synced.
+    fn commit(mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.temp, &self.path)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ChunkStoreError> {
