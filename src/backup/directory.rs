@@ -118,10 +118,14 @@ impl DirectoryTarget {
             });
             let report = self.store.verify(&Self::stored_file(file)).await?;
             for p in report.problems {
-                problems.push(format!(
-                    "{}: chunk {} ({}): {}",
-                    file.name, p.position, p.chunk, p.problem
-                ));
+                problems.push(if p.chunk.is_empty() {
+                    format!("{}: {}", file.name, p.problem)
+                } else {
+                    format!(
+                        "{}: chunk {} ({}): {}",
+                        file.name, p.position, p.chunk, p.problem
+                    )
+                });
             }
             progress(TransferProgress {
                 file: &file.name,
