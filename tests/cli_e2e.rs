@@ -548,10 +548,9 @@ fn invalid_manifests_are_reported_by_validate_plan_and_apply_without_touching_th
     let valid = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
     let run = valid.ceso(&sim, &["validate", "DIR"]);
     run.expect(0);
-    assert!(
-        run.stdout()
-            .contains("valid (1 host(s), 0 template(s), 0 IP pool(s), 0 backup policy(ies), 1 virtual machine(s))")
-    );
+    assert!(run.stdout().contains(
+        "valid (1 host(s), 0 template(s), 0 IP pool(s), 0 backup policy(ies), 1 virtual machine(s))"
+    ));
 }
 
 #[test]
