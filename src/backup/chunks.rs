@@ -211,11 +211,12 @@ impl ChunkStore {
     {
         let index_path = self.resolve(index)?;
         let index_file = IndexWriter::create(index_path).await?;
+        let pool = Arc::new(BufferPool::default());
         let mut pipeline = StorePipeline {
-            writer: Arc::new(ChunkWriter::new(self.chunks_dir())),
+            writer: Arc::new(ChunkWriter::new(self.chunks_dir(), Arc::clone(&pool))),
             buffers: Arc::new(Semaphore::new(CHUNK_BUFFERS)),
             in_flight: FuturesOrdered::new(),
-            hasher: WholeFileHasher::start(),
+            hasher: WholeFileHasher::start_with(Some(Arc::clone(&pool))),
             index_file,
             progress,
             stored_bytes: 0,
@@ -237,18 +238,18 @@ impl ChunkStore {
                         continue;
                     }
                     if block.is_empty() && block.capacity() < CHUNK_SIZE {
-                        block = BytesMut::with_capacity(CHUNK_SIZE);
+                        block = pool.take();
                     }
                     let take = (CHUNK_SIZE - block.len()).min(piece.len());
                     block.extend_from_slice(&piece[..take]);
                     piece.advance(take);
                     if block.len() == CHUNK_SIZE {
-                        pipeline.submit(block.split().freeze()).await?;
+                        pipeline.submit(std::mem::take(&mut block).freeze()).await?;
                     }
                 }
             }
             if !block.is_empty() {
-                pipeline.submit(block.split().freeze()).await?;
+                pipeline.submit(std::mem::take(&mut block).freeze()).await?;
             }
             pipeline.drain().await
         }
@@ -563,6 +564,7 @@ impl<P: FnMut(u64) + Send> StorePipeline<P> {
 /// workers meet the same content at the same time.
 struct ChunkWriter {
     chunks_dir: PathBuf,
+    pool: Arc<BufferPool>,
     /// Chunks a worker is writing right now.
     claimed: Mutex<HashSet<ChunkHash>>,
     /// Directories whose new entries must be made durable by `sync_dirs`.
@@ -578,9 +580,10 @@ struct WrittenChunk {
 }
 
 impl ChunkWriter {
-    fn new(chunks_dir: PathBuf) -> Self {
+    fn new(chunks_dir: PathBuf, pool: Arc<BufferPool>) -> Self {
         ChunkWriter {
             chunks_dir,
+            pool,
             claimed: Mutex::new(HashSet::new()),
             dirs_to_sync: Mutex::new(BTreeSet::new()),
         }
@@ -605,6 +608,8 @@ impl ChunkWriter {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&hash);
             written?;
+        } else {
+            self.pool.give(chunk);
         }
         Ok(WrittenChunk { hash, len, is_new })
     }
@@ -641,7 +646,8 @@ impl ChunkWriter {
         let mut file = TempFile::create(path).map_err(ChunkStoreError::io(path))?;
         file.write_all(&chunk).map_err(ChunkStoreError::io(path))?;
         // The data is in the page cache: the next chunk may take the buffer while fsync waits.
-        drop((chunk, buffer));
+        self.pool.give(chunk);
+        drop(buffer);
         file.commit().map_err(ChunkStoreError::io(path))?;
         let mut dirs = self
             .dirs_to_sync
@@ -666,6 +672,40 @@ impl ChunkWriter {
     }
 }
 
+/// Chunk buffers used again instead of being freed and allocated anew for every chunk (fresh
+/// memory costs a page fault per 4 KiB page). Whoever drops a chunk's last reference gives
+/// its buffer back; at most [`POOLED_BUFFERS`] are kept.
+#[derive(Default)]
+struct BufferPool {
+    free: Mutex<Vec<BytesMut>>,
+}
+
+/// Buffers the pool keeps: as many as can be in use at once.
+const POOLED_BUFFERS: usize = CHUNK_BUFFERS + HASH_QUEUE + 1;
+
+impl BufferPool {
+    fn take(&self) -> BytesMut {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(CHUNK_SIZE))
+    }
+
+    /// Keeps `chunk`'s buffer if this was its last reference.
+    fn give(&self, chunk: Bytes) {
+        if let Ok(mut buffer) = chunk.try_into_mut()
+            && buffer.capacity() >= CHUNK_SIZE
+        {
+            buffer.clear();
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            if free.len() < POOLED_BUFFERS {
+                free.push(buffer);
+            }
+        }
+    }
+}
+
 /// The SHA-256 of a whole file, computed on a blocking thread fed in order through a short
 /// queue, so hashing overlaps reading and writing.
 struct WholeFileHasher {
@@ -675,6 +715,11 @@ struct WholeFileHasher {
 
 impl WholeFileHasher {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Passes each piece, once hashed, back to `pool` when given.
+    fn start_with(pool: Option<Arc<BufferPool>>) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Bytes>(HASH_QUEUE);
         let task = tokio::task::spawn_blocking(move || {
             let mut context = Context::new(&SHA256);
@@ -682,6 +727,9 @@ impl WholeFileHasher {
             while let Some(data) = receiver.blocking_recv() {
                 context.update(&data);
                 size += data.len() as u64;
+                if let Some(pool) = &pool {
+                    pool.give(data);
+                }
             }
             (hex::encode(context.finish()), size)
         });
@@ -1037,6 +1085,7 @@ impl TempFile {
     /// fsync, then rename over the final path. The directory is not synced.
     fn commit(mut self) -> io::Result<()> {
         self.file.sync_all()?;
+        drop_cached_pages(&self.file);
         fs::rename(&self.temp, &self.path)?;
         self.committed = true;
         Ok(())
@@ -1048,6 +1097,18 @@ impl Drop for TempFile {
         if !self.committed {
             let _ = fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// Advises the kernel to drop `file`'s pages from the page cache: they are durable (clean)
+/// and a backup's data is not read again soon. Keeping them would push the machine's useful
+/// cache out, and make each new chunk take fresh page-cache pages instead of reusing the ones
+/// just released.
+fn drop_cached_pages(file: &fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; the call only gives the kernel advice.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 
