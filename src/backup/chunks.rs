@@ -1103,7 +1103,8 @@ impl Drop for TempFile {
 /// Advises the kernel to drop `file`'s pages from the page cache: they are durable (clean)
 /// and a backup's data is not read again soon. Keeping them would push the machine's useful
 /// cache out, and make each new chunk take fresh page-cache pages instead of reusing the ones
-/// just released.
+/// just released. Linux only; elsewhere the pages stay cached.
+#[cfg(target_os = "linux")]
 fn drop_cached_pages(file: &fs::File) {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid open descriptor; the call only gives the kernel advice.
@@ -1111,6 +1112,9 @@ fn drop_cached_pages(file: &fs::File) {
         libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn drop_cached_pages(_file: &fs::File) {}
 
 fn sync_dir(dir: &Path) -> Result<(), ChunkStoreError> {
     fs::File::open(dir)
