@@ -373,3 +373,40 @@ fn a_vm_with_its_own_snapshots_is_backed_up_without_touching_them() {
     .expect(0);
     assert_eq!(digests(&sim, "db-copy"), original);
 }
+
+#[test]
+fn backup_run_takes_exactly_the_backups_the_plan_lists_as_due() {
+    let sim = simulator();
+    let inv = applied(&sim, DIRECTORY, "{ keepLast: 5 }");
+    write_disks(&sim, "db-01", 20);
+    let dry = inv.ceso(&sim, &["backup", "run", "--inventory", "DIR", "--dry-run"]);
+    dry.expect(0);
+    assert!(
+        dry.stdout()
+            .contains("would back up db-01 (policy nightly)"),
+        "{}",
+        dry.stdout()
+    );
+    assert!(listed(&inv, &sim).is_empty(), "a dry run takes nothing");
+
+    let run = inv.ceso(&sim, &["backup", "run", "--inventory", "DIR"]);
+    run.expect(0);
+    assert!(run.stdout().contains("Backup db-01-"), "{}", run.stdout());
+    assert_eq!(listed(&inv, &sim).len(), 1);
+
+    // Backed up since the last scheduled time: nothing is due until the next night.
+    let again = inv.ceso(&sim, &["backup", "run", "--inventory", "DIR"]);
+    again.expect(0);
+    assert!(
+        again.stdout().contains("No backup is due."),
+        "{}",
+        again.stdout()
+    );
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    assert!(
+        plan.stdout().contains("next:    db-01"),
+        "{}",
+        plan.stdout()
+    );
+    assert_eq!(listed(&inv, &sim).len(), 1);
+}

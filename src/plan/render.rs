@@ -127,7 +127,7 @@ fn render_backups(out: &mut String, backups: &super::backups::BackupOutlook, col
         "\n{}",
         colour.paint(
             bold,
-            "Backups (taken by `ceso backup create`, deleted by `ceso backup prune`; apply does neither):"
+            "Backups (due ones taken by `ceso backup run`, expired ones deleted by `ceso backup prune`; apply does neither):"
         )
     );
     for due in &backups.due {
