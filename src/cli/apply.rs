@@ -1,7 +1,7 @@
 //! `ceso apply DIR|FILE`
 
 use std::cell::Cell;
-use std::io::{BufRead, IsTerminal, Write};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -358,25 +358,15 @@ fn confirm(auto_approve: bool) -> Result<(), CommandError> {
     if auto_approve {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(CommandError::with_hint(
+    match super::ask_yes(
+        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
+    )? {
+        Some(true) => Ok(()),
+        Some(false) => Err(CommandError::new("apply cancelled; nothing was changed")),
+        None => Err(CommandError::with_hint(
             "refusing to apply without confirmation: standard input is not a terminal",
             "review the plan and pass --auto-approve, or apply a saved plan (`ceso plan DIR --out FILE`, then `ceso apply FILE`)",
-        ));
-    }
-    print!(
-        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    );
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CommandError::new(format!("reading the answer: {e}")))?;
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(CommandError::new("apply cancelled; nothing was changed"))
+        )),
     }
 }
 

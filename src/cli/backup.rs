@@ -2,7 +2,7 @@
 //! restore in place or as a new VM.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Write};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use super::apply::{AuditedOperation, RestoredDisks, acquire_lock};
 use super::connect::{Hosts, connect, disconnect, load_inventory};
 use super::progress::TransferDisplay;
 use super::vm::{NewVmArgs, write_and_apply};
-use super::{CommandError, Outcome};
+use super::{CommandError, Outcome, known};
 use crate::backup::datastore::DatastoreTarget;
 use crate::backup::directory::DirectoryTarget;
 use crate::backup::engine::{self, BackupRequest, ShutdownPolicy};
@@ -250,15 +250,6 @@ impl Setup {
             })
             .collect();
         connect(&connections).await
-    }
-}
-
-fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        format!("the inventory declares no {what}")
-    } else {
-        format!("{what} in the inventory: {}", names.join(", "))
     }
 }
 
@@ -849,20 +840,13 @@ fn confirm(question: &str, yes: bool) -> Result<(), CommandError> {
     if yes {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(CommandError::with_hint(
+    match super::ask_yes(&format!("{question} Type yes to go on: "))? {
+        Some(true) => Ok(()),
+        Some(false) => Err(CommandError::new("not confirmed; nothing was changed")),
+        None => Err(CommandError::with_hint(
             "not confirmed: there is no terminal to ask on",
             "pass --yes",
-        ));
-    }
-    print!("{question} Type yes to go on: ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().read_line(&mut answer);
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(CommandError::new("not confirmed; nothing was changed"))
+        )),
     }
 }
 

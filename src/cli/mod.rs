@@ -208,6 +208,33 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
     }
 }
 
+/// Asks `prompt` on the terminal: `Some(true)` when the answer is `yes`, `None` when standard
+/// input is not a terminal (nobody to ask).
+pub(crate) fn ask_yes(prompt: &str) -> Result<Option<bool>, CommandError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    print!("{prompt}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CommandError::new(format!("reading the answer: {e}")))?;
+    Ok(Some(answer.trim() == "yes"))
+}
+
+/// The names of the inventory's `what`, for a hint (or that it declares none).
+pub(crate) fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        format!("the inventory declares no {what}")
+    } else {
+        format!("{what} in the inventory: {}", names.join(", "))
+    }
+}
+
 /// Completes when the user presses Ctrl-C (never, if the signal cannot be watched).
 pub(crate) async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {

@@ -11,7 +11,7 @@ use clap::Args;
 use super::apply::{self, ApplyArgs};
 use super::connect::load_inventory;
 use super::files::write_atomically;
-use super::{CommandError, Outcome};
+use super::{CommandError, Outcome, known};
 use crate::apply::DEFAULT_PARALLELISM;
 use crate::manifest::{
     API_VERSION, CloneSourceSpec, CloudInitSpec, DiskSpec, Document, Metadata, NetworkSpec, Power,
@@ -407,13 +407,4 @@ pub async fn delete(args: VmDeleteArgs, state: &Path) -> Result<Outcome, Command
         }
     }
     result
-}
-
-fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        format!("the inventory declares no {what}")
-    } else {
-        format!("{what} in the inventory: {}", names.join(", "))
-    }
 }
