@@ -4,6 +4,7 @@ pub mod apply;
 pub mod backup;
 pub mod cli;
 pub mod cloudinit;
+pub mod config;
 pub mod desired;
 pub mod diagnostic;
 pub mod esxi;

@@ -3,22 +3,28 @@
 mod apply;
 mod audit;
 mod backup;
+mod completions;
 mod connect;
 mod files;
+mod help;
+mod init;
 mod inspect;
 mod ip;
 mod plan;
 mod progress;
 mod schema;
+mod status;
 mod template;
 mod validate;
 mod vm;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::config::{Config, OutputFormat};
 use crate::diagnostic::Diagnostic;
 
 pub use schema::{SCHEMA_FILE, manifest_schema, manifest_schema_text};
@@ -27,9 +33,15 @@ pub use schema::{SCHEMA_FILE, manifest_schema, manifest_schema_text};
 #[derive(Debug, Parser)]
 #[command(name = "ceso", version, about, long_about = None)]
 pub struct Cli {
-    /// The state file (audit log, locks).
+    /// The state file (audit log, IP addresses, backup catalog, locks).
     #[arg(long, global = true, env = "CESO_STATE", default_value = crate::state::DEFAULT_STATE_FILE)]
     pub state: PathBuf,
+    /// The configuration file (default: .ceso/config.yaml, else ~/.config/ceso/config.yaml).
+    #[arg(long, global = true, value_name = "FILE", env = crate::config::CONFIG_VARIABLE)]
+    pub config: Option<PathBuf>,
+    /// How results are printed; `json` is what `--json` asks of one command.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +72,18 @@ pub enum Command {
     /// Backups: take, list, verify, prune and restore.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Reconcile continuously: on every manifest change, every --interval (drift), when a backup
+    /// is due, and after an error. Plan-only unless --apply.
+    Watch(watch::WatchArgs),
+    /// What `ceso watch` did last, the drift it found, and the next backups.
+    Status(status::StatusArgs),
+    /// Scaffold an inventory: a Host (after showing its certificate thumbprint), an IpPool, an
+    /// Ubuntu template and a VM, ready to commit.
+    Init(init::InitArgs),
+    /// Print the shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Man(completions::ManArgs),
 }
 
 /// `ceso template ...`
@@ -143,7 +167,19 @@ impl From<crate::state::StateError> for CommandError {
 
 /// Parses the command line, runs the command and returns the exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = match Config::discover(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            eprintln!("  hint: {}", error.hint());
+            return ExitCode::from(1);
+        }
+    };
+    let parsed = command_line(&config)
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             // Usage errors exit 1, never 2: 2 means "changes pending" for `plan`.
@@ -188,7 +224,16 @@ pub fn run() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
+/// The command line as clap sees it: the derived definition with the configuration's defaults
+/// and an example for every command.
+pub fn command_line(config: &Config) -> clap::Command {
+    help::with_examples(config.apply_to(Cli::command()))
+}
+
+async fn dispatch(mut cli: Cli) -> Result<Outcome, CommandError> {
+    if cli.output == OutputFormat::Json {
+        ask_for_json(&mut cli.command);
+    }
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args, &cli.state).await,
@@ -205,6 +250,30 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CommandError> {
         }
         Command::Ip(command) => ip::run(command, &cli.state).await,
         Command::Backup(command) => backup::run(command, &cli.state).await,
+        Command::Watch(args) => watch::run(args, &cli.state).await,
+        Command::Status(args) => status::run(args, &cli.state),
+        Command::Init(args) => init::run(args).await,
+        Command::Completions(args) => {
+            completions::completions(args, command_line(&Config::default()))
+        }
+        Command::Man(args) => completions::man(args, command_line(&Config::default())),
+    }
+}
+
+/// `--output json`: every command that can print JSON does.
+fn ask_for_json(command: &mut Command) {
+    match command {
+        Command::Validate(args) => args.json = true,
+        Command::Plan(args) => args.json = true,
+        Command::Audit(audit::AuditCommand::List { json, .. })
+        | Command::Audit(audit::AuditCommand::Show { json, .. }) => *json = true,
+        Command::Vm(VmCommand::List(args)) => args.json = true,
+        Command::Vm(VmCommand::Info(args)) => args.json = true,
+        Command::Ip(ip::IpCommand::List(args)) => args.json = true,
+        Command::Backup(backup::BackupCommand::List(args)) => args.json = true,
+        Command::Watch(args) => args.json = true,
+        Command::Status(args) => args.json = true,
+        _ => {}
     }
 }
 
