@@ -4,6 +4,7 @@ mod addressing;
 pub mod backups;
 mod diff;
 mod fingerprint;
+pub mod markdown;
 mod model;
 pub mod render;
 mod stale;
