@@ -23,6 +23,7 @@
 //! # let _ = observed; Ok(()) }
 //! ```
 
+mod certificate;
 mod datastore;
 mod envelope;
 mod error;
@@ -41,6 +42,7 @@ mod xml;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
+pub use certificate::{CertificateFields, HostCertificate, fetch_certificate};
 pub use error::EsxiError;
 pub use ovf::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 pub use transport::normalize_thumbprint;
