@@ -111,7 +111,8 @@ impl Config {
     /// `.ceso/config.yaml` in the working directory, else `$XDG_CONFIG_HOME/ceso/config.yaml`
     /// (`~/.config/ceso/config.yaml`). No file is no configuration; a named file must exist.
     pub fn discover(args: &[OsString]) -> Result<Config, ConfigError> {
-        let named = config_flag(args).or_else(|| std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from));
+        let named =
+            config_flag(args).or_else(|| std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from));
         if let Some(path) = named {
             return Config::load(&path);
         }
@@ -161,9 +162,7 @@ impl Config {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            let (line, column) = inner
-                .location()
-                .map_or((1, 1), |l| (l.line(), l.column()));
+            let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
             ParseError {
                 line,
                 column,
@@ -306,6 +305,9 @@ mod tests {
             config_flag(&args(&["ceso", "--config=c.yaml", "plan"])),
             Some(PathBuf::from("c.yaml"))
         );
-        assert_eq!(config_flag(&args(&["ceso", "plan", "--", "--config"])), None);
+        assert_eq!(
+            config_flag(&args(&["ceso", "plan", "--", "--config"])),
+            None
+        );
     }
 }

@@ -14,3 +14,4 @@ pub mod manifest;
 pub mod plan;
 pub mod secret;
 pub mod state;
+pub mod watch;

@@ -52,6 +52,31 @@ pub struct ApplyArgs {
     /// The disks a VM restored from a backup is made from; set by `ceso backup restore --as-new`.
     #[arg(skip)]
     pub restore_disks: Option<RestoredDisks>,
+    /// Step events as JSON lines (`ceso watch --json`) instead of text.
+    #[arg(skip)]
+    pub json_events: bool,
+    /// The audit run the steps were recorded in, once they ran.
+    #[arg(skip)]
+    pub run_id: std::cell::RefCell<Option<String>>,
+}
+
+impl ApplyArgs {
+    /// The arguments of a plain `ceso apply PATH` (no flags), for commands that apply.
+    pub(super) fn new(path: &Path) -> Self {
+        ApplyArgs {
+            path: path.to_path_buf(),
+            auto_approve: false,
+            prune: false,
+            parallelism: DEFAULT_PARALLELISM as u16,
+            guest_ip_timeout: DEFAULT_GUEST_IP_TIMEOUT_SECS,
+            force_power_off: false,
+            only: None,
+            steps_ran: Cell::new(false),
+            restore_disks: None,
+            json_events: false,
+            run_id: std::cell::RefCell::new(None),
+        }
+    }
 }
 
 /// The disks of a backup, placed on the host, that a new VM is made from (copied into its
@@ -232,7 +257,14 @@ async fn review_and_run(
     if !saved {
         confirm(args.auto_approve)?;
     }
-    run_steps(plan, hosts, args, store, holder).await
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!(
+            "\ninterrupted: letting running steps finish (each waits for its host task), starting no new ones\n  except powering back on VMs that were powered off for a change. Further Ctrl-C is ignored;\n  killing ceso loses nothing either: the next apply continues."
+        );
+    };
+    let source = args.path.display().to_string();
+    run_steps(plan, hosts, args, store, holder, &source, stop).await
 }
 
 /// A saved plan is applied once: after that, the hosts are no longer what it was made against.
@@ -255,7 +287,10 @@ fn refuse_reapplied(plan: &Plan, store: &StateStore) -> Result<(), CommandError>
 
 /// Refuses to create a VM that an interrupted run was still creating when it died, while the
 /// host may still be finishing that task: creating it again could make a second VM.
-fn refuse_creates_in_flight(plan: &Plan, store: &StateStore) -> Result<(), CommandError> {
+pub(super) fn refuse_creates_in_flight(
+    plan: &Plan,
+    store: &StateStore,
+) -> Result<(), CommandError> {
     let horizon =
         jiff::Timestamp::now() - jiff::SignedDuration::try_from(TASK_TIMEOUT).unwrap_or_default();
     let recent = |at: &str| at.parse::<jiff::Timestamp>().is_ok_and(|t| t > horizon);
@@ -370,27 +405,29 @@ fn confirm(auto_approve: bool) -> Result<(), CommandError> {
     }
 }
 
-async fn run_steps(
+/// Runs the plan's steps (the caller holds the lock and has the plan approved), recording the
+/// run with `source` (what was applied, or why) in the audit log. `stop` resolving lets running
+/// steps finish and starts no new ones.
+pub(super) async fn run_steps(
     plan: &Plan,
     hosts: &Hosts,
     args: &ApplyArgs,
     store: &StateStore,
     holder: &LockHolder,
+    source: &str,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, CommandError> {
     args.steps_ran.set(true);
-    let mut run = RunRecord::running(holder, plan, args.path.display().to_string());
+    let mut run = RunRecord::running(holder, plan, source);
     store.save_run(&run)?;
-    println!("\nApplying plan {} (run {}).", plan.plan_id, run.run_id);
+    if !args.json_events {
+        println!("\nApplying plan {} (run {}).", plan.plan_id, run.run_id);
+    }
     let hook = AuditHook {
         store,
         run_id: &run.run_id,
         audit_failed: Cell::new(false),
-    };
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!(
-            "\ninterrupted: letting running steps finish (each waits for its host task), starting no new ones\n  except powering back on VMs that were powered off for a change. Further Ctrl-C is ignored;\n  killing ceso loses nothing either: the next apply continues."
-        );
+        json_events: args.json_events,
     };
     let report = execute(plan, hosts, usize::from(args.parallelism), &hook, stop).await;
     run.finished_at = Some(now());
@@ -405,18 +442,21 @@ async fn run_steps(
         RunStatus::Failed
     };
     store.save_run(&run)?;
-    println!(
-        "\nApply {}: {} step(s) succeeded, {} failed, {} skipped. Audit: `ceso audit show {}`.",
-        if report.is_success() {
-            "complete"
-        } else {
-            "finished with errors"
-        },
-        run.steps_succeeded,
-        run.steps_failed,
-        run.steps_skipped,
-        run.run_id
-    );
+    args.run_id.replace(Some(run.run_id.clone()));
+    if !args.json_events {
+        println!(
+            "\nApply {}: {} step(s) succeeded, {} failed, {} skipped. Audit: `ceso audit show {}`.",
+            if report.is_success() {
+                "complete"
+            } else {
+                "finished with errors"
+            },
+            run.steps_succeeded,
+            run.steps_failed,
+            run.steps_skipped,
+            run.run_id
+        );
+    }
     if hook.audit_failed.get() {
         return Err(CommandError::new(
             "some audit records could not be written (see above)",
@@ -448,6 +488,8 @@ struct AuditHook<'a> {
     store: &'a StateStore,
     run_id: &'a str,
     audit_failed: Cell<bool>,
+    /// Print step events as JSON lines.
+    json_events: bool,
 }
 
 impl AuditHook<'_> {
@@ -524,18 +566,50 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+impl AuditHook<'_> {
+    /// Prints one step event: a line of text, or a JSON line with `ceso watch --json`.
+    fn print(&self, step: &Step, event: &str, text: String, detail: Option<(&str, String)>) {
+        if self.json_events {
+            let mut line = serde_json::json!({
+                "at": now(),
+                "event": event,
+                "run_id": self.run_id,
+                "step": step.id,
+                "resource": step.resource,
+                "description": step.description,
+            });
+            if let Some((key, value)) = detail {
+                line[key] = serde_json::Value::String(value);
+            }
+            println!("{line}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
 impl ApplyHook for AuditHook<'_> {
     fn step_started(&self, step: &Step) {
-        println!("{}: {}...", step.resource, step.description);
+        self.print(
+            step,
+            "step_started",
+            format!("{}: {}...", step.resource, step.description),
+            None,
+        );
         self.record(step, StepEvent::Started);
     }
 
     fn step_succeeded(&self, step: &Step, duration: Duration) {
-        println!(
-            "{}: {} done ({:.1}s)",
-            step.resource,
-            step.description,
-            duration.as_secs_f64()
+        self.print(
+            step,
+            "step_succeeded",
+            format!(
+                "{}: {} done ({:.1}s)",
+                step.resource,
+                step.description,
+                duration.as_secs_f64()
+            ),
+            Some(("seconds", format!("{:.1}", duration.as_secs_f64()))),
         );
         self.record(
             step,
@@ -547,7 +621,12 @@ impl ApplyHook for AuditHook<'_> {
     }
 
     fn step_failed(&self, step: &Step, duration: Duration, error: &str) {
-        println!("{}: {} FAILED: {error}", step.resource, step.description);
+        self.print(
+            step,
+            "step_failed",
+            format!("{}: {} FAILED: {error}", step.resource, step.description),
+            Some(("error", error.to_owned())),
+        );
         self.record(
             step,
             StepEvent::Failed {
@@ -558,7 +637,12 @@ impl ApplyHook for AuditHook<'_> {
     }
 
     fn step_skipped(&self, step: &Step, reason: &str) {
-        println!("{}: {} skipped: {reason}", step.resource, step.description);
+        self.print(
+            step,
+            "step_skipped",
+            format!("{}: {} skipped: {reason}", step.resource, step.description),
+            Some(("reason", reason.to_owned())),
+        );
         self.record(
             step,
             StepEvent::Skipped {
@@ -657,7 +741,7 @@ pub fn now() -> String {
 }
 
 /// A run id that sorts by time: `20261127T093000.123Z-1a2b3c`.
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%S%.3fZ")
         .to_string();
@@ -692,7 +776,7 @@ fn os_user() -> String {
         .unwrap_or(format!("uid {uid}"))
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())

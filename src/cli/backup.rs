@@ -180,7 +180,7 @@ impl TargetEntry {
 }
 
 /// The inventory, resolved, and the targets its policies name.
-struct Setup {
+pub(super) struct Setup {
     inventory: Inventory,
     desired: DesiredState,
     /// By target key.
@@ -189,7 +189,11 @@ struct Setup {
 
 impl Setup {
     fn load(path: &Path) -> Result<Self, CommandError> {
-        let inventory = load_inventory(path)?;
+        Ok(Setup::of(load_inventory(path)?))
+    }
+
+    /// The targets of an inventory already loaded.
+    pub(super) fn of(inventory: Inventory) -> Self {
         let desired = DesiredState::from_inventory(&inventory);
         let mut targets = BTreeMap::new();
         for (name, policy) in &desired.backup_policies {
@@ -218,11 +222,37 @@ impl Setup {
                 }
             }
         }
-        Ok(Setup {
+        Setup {
             inventory,
             desired,
             targets,
-        })
+        }
+    }
+
+    /// The catalog of every target `hosts` give access to (directory targets always,
+    /// datastore targets of connected hosts), read again where the state file has not.
+    pub(super) async fn catalog(
+        &self,
+        store: &StateStore,
+        hosts: &Hosts,
+    ) -> Result<Vec<BackupRecord>, CommandError> {
+        let reachable: BTreeMap<String, TargetEntry> = self
+            .targets
+            .iter()
+            .filter(|(_, e)| e.host.as_ref().is_none_or(|h| hosts.contains_key(h)))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        refresh_catalog(&reachable, store, hosts, false).await
+    }
+
+    /// The inventory.
+    pub(super) fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The resolved inventory.
+    pub(super) fn desired(&self) -> &DesiredState {
+        &self.desired
     }
 
     /// The target of `policy` for a VM on `host`.
@@ -392,9 +422,17 @@ async fn create(args: CreateArgs, state: &Path) -> Result<Outcome, CommandError>
     let (lock, _) = acquire_lock(&store)?;
     let result = match setup.connect(&BTreeSet::from([vm.host.clone()])).await {
         Ok(hosts) => {
-            let result = back_up(&setup, &store, &hosts, &args.vm, &policy_name)
-                .await
-                .map(|_| Outcome::Success);
+            let result = back_up(
+                &setup,
+                &store,
+                &hosts,
+                &args.vm,
+                &policy_name,
+                super::interrupted(),
+                false,
+            )
+            .await
+            .map(|_| Outcome::Success);
             disconnect(&hosts).await;
             result
         }
@@ -436,7 +474,17 @@ async fn run_due(args: RunArgs, state: &Path) -> Result<Outcome, CommandError> {
                 println!("would back up {} (policy {})", due.vm, due.policy);
                 continue;
             }
-            if let Err(e) = back_up(&setup, &store, &hosts, &due.vm, &due.policy).await {
+            if let Err(e) = back_up(
+                &setup,
+                &store,
+                &hosts,
+                &due.vm,
+                &due.policy,
+                super::interrupted(),
+                false,
+            )
+            .await
+            {
                 report(&e);
                 failed.push(due.vm.clone());
             }
@@ -460,7 +508,7 @@ async fn run_due(args: RunArgs, state: &Path) -> Result<Outcome, CommandError> {
 }
 
 /// Prints a command error without stopping (one VM's failure does not stop the others).
-fn report(error: &CommandError) {
+pub(super) fn report(error: &CommandError) {
     match error {
         CommandError::Failed { message, hint } => {
             eprintln!("error: {message}");
@@ -477,13 +525,16 @@ fn report(error: &CommandError) {
 }
 
 /// Backs up VM `vm` under `policy_name` (the caller holds the lock and the connection),
-/// audited, recorded in the catalog, with progress and a summary.
-async fn back_up(
+/// audited, recorded in the catalog, with progress and a summary (on standard error when
+/// standard output carries JSON events).
+pub(super) async fn back_up(
     setup: &Setup,
     store: &StateStore,
     hosts: &Hosts,
     vm_name: &str,
     policy_name: &str,
+    stop: impl std::future::Future<Output = ()>,
+    json_events: bool,
 ) -> Result<BackupRecord, CommandError> {
     let vm = setup.desired.vms.get(vm_name).ok_or_else(|| {
         CommandError::with_hint(
@@ -528,15 +579,8 @@ async fn back_up(
     eprintln!("Backing up {vm_name} to {key}");
     let started = Instant::now();
     let display = TransferDisplay::new("reading");
-    let interrupted = super::interrupted();
-    let outcome = engine::create_backup(
-        client,
-        &target,
-        &request,
-        &|p| display.report(p),
-        interrupted,
-    )
-    .await;
+    let outcome =
+        engine::create_backup(client, &target, &request, &|p| display.report(p), stop).await;
     display.finish();
     audit.finish(
         outcome.as_ref().map(|_| ()).map_err(ToString::to_string),
@@ -549,7 +593,14 @@ async fn back_up(
     store.save_backup(&outcome.record)?;
     let r = &outcome.record;
     let seconds = started.elapsed().as_secs_f64().max(0.001);
-    println!(
+    let print = |line: String| {
+        if json_events {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    print(format!(
         "Backup {} of {} done: {} read, {} stored anew, in {:.1} s ({}/s){}.",
         r.id,
         r.vm,
@@ -558,7 +609,7 @@ async fn back_up(
         seconds,
         HumanBytes((r.bytes_read as f64 / seconds) as u64),
         if r.quiesced { ", quiesced" } else { "" }
-    );
+    ));
     Ok(outcome.record)
 }
 

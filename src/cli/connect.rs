@@ -132,7 +132,17 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CommandError> {
 /// Connects, observes and plans. The hosts stay connected for an apply.
 pub async fn make_plan(path: &Path, options: &PlanOptions) -> Result<(Plan, Hosts), CommandError> {
     let inventory = load_inventory(path)?;
-    let desired = DesiredState::from_inventory(&inventory);
+    plan_inventory(&inventory, path, options).await
+}
+
+/// Connects, observes and plans an inventory already loaded from `path`. The hosts stay
+/// connected for an apply.
+pub async fn plan_inventory(
+    inventory: &Inventory,
+    path: &Path,
+    options: &PlanOptions,
+) -> Result<(Plan, Hosts), CommandError> {
+    let desired = DesiredState::from_inventory(inventory);
     let connections = desired
         .hosts
         .iter()

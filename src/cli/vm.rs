@@ -2,7 +2,6 @@
 //! inventory, so git stays the source of truth, and then just that VM is planned and applied with
 //! the same planner, executor and audit log as `ceso apply`.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +11,6 @@ use super::apply::{self, ApplyArgs};
 use super::connect::load_inventory;
 use super::files::write_atomically;
 use super::{CommandError, Outcome, known};
-use crate::apply::DEFAULT_PARALLELISM;
 use crate::manifest::{
     API_VERSION, CloneSourceSpec, CloudInitSpec, DiskSpec, Document, Metadata, NetworkSpec, Power,
     Size, SshKeySource, VirtualMachineSpec, read_file,
@@ -116,15 +114,10 @@ fn parse_power(text: &str) -> Result<Power, String> {
 
 fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> ApplyArgs {
     ApplyArgs {
-        path: inventory.to_path_buf(),
         auto_approve,
         prune,
-        parallelism: DEFAULT_PARALLELISM as u16,
-        guest_ip_timeout: DEFAULT_GUEST_IP_TIMEOUT_SECS,
-        force_power_off: false,
         only: Some(format!("VirtualMachine/{name}")),
-        steps_ran: Cell::new(false),
-        restore_disks: None,
+        ..ApplyArgs::new(inventory)
     }
 }
 

@@ -9,6 +9,7 @@ mod addresses;
 mod audit;
 mod backups;
 mod lock;
+mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,10 @@ use redb::{ConcurrencyMode, Database, TableDefinition};
 pub use addresses::AddressRecord;
 pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
 pub use lock::{ApplyLock, LockHolder};
+pub use watch::{
+    BackupAttempt, PendingChange, RECONCILES_KEPT, ReconcileRecord, ReconcileResult, WatchLock,
+    WatcherRecord,
+};
 
 /// Runs by id: JSON [`RunRecord`].
 const RUNS: TableDefinition<&str, &str> = TableDefinition::new("audit_runs");
@@ -79,6 +84,7 @@ impl StateStore {
             txn.open_table(addresses::ADDRESSES)?;
             txn.open_table(backups::BACKUPS)?;
             txn.open_table(backups::SCANNED_TARGETS)?;
+            txn.open_table(watch::RECONCILES)?;
             Ok(())
         })?;
         Ok(store)
