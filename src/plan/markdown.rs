@@ -38,8 +38,9 @@ pub fn markdown(plan: &Plan) -> String {
 }
 
 /// Renders `plan` as Markdown of at most `limit` bytes (so at most `limit` characters however
-/// they are counted). When the plan is longer, whole blocks are left out from the first one
-/// that does not fit, and a note at the end says what is missing and where to see all of it.
+/// they are counted; only a limit too small for the heading itself is exceeded). When the plan
+/// is longer, whole blocks are left out from the first one that does not fit, and a note at the
+/// end says what is missing and where to see all of it.
 pub fn markdown_within(plan: &Plan, limit: usize) -> String {
     let whole = render(plan, limit);
     if whole.omitted.is_empty() {
