@@ -1,7 +1,7 @@
 //! The desired state: a validated inventory with every default filled in, in the units the
 //! host speaks. This (with the observed state) is all the planner sees.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -196,6 +196,45 @@ pub struct DesiredState {
     /// Backup policies by name, schedules parsed and target directories absolute.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backup_policies: BTreeMap<String, BackupPolicy>,
+    /// What `suspend: true` pauses: the plan changes nothing about those VMs (it only shows
+    /// what it would change) and their backups are not due.
+    #[serde(default, skip_serializing_if = "Suspensions::is_empty")]
+    pub suspended: Suspensions,
+}
+
+/// The hosts and VMs whose manifests say `suspend: true`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Suspensions {
+    /// Hosts suspended as a whole: every VM on them, declared or not.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub hosts: BTreeSet<String>,
+    /// VMs suspended by their own manifest, by name.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub vms: BTreeSet<String>,
+}
+
+impl Suspensions {
+    /// Whether nothing is suspended.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.vms.is_empty()
+    }
+
+    /// The resource whose `suspend: true` pauses the VM named `vm` on `host`
+    /// (`VirtualMachine/<vm>` before `Host/<host>`); `None` when the VM is not suspended.
+    pub fn suspended_by(&self, vm: &str, host: &str) -> Option<String> {
+        if self.vms.contains(vm) {
+            Some(format!("VirtualMachine/{vm}"))
+        } else if self.hosts.contains(host) {
+            Some(format!("Host/{host}"))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a declared VM is suspended, by its own manifest or its host's.
+    pub fn contains(&self, vm: &DesiredVm) -> bool {
+        self.vms.contains(&vm.name) || self.hosts.contains(&vm.host)
+    }
 }
 
 impl DesiredState {
@@ -371,12 +410,27 @@ impl DesiredState {
                 ))
             })
             .collect();
+        let suspended = Suspensions {
+            hosts: inventory
+                .hosts
+                .values()
+                .filter(|host| host.spec.suspend)
+                .map(|host| host.name.clone())
+                .collect(),
+            vms: inventory
+                .vms
+                .values()
+                .filter(|vm| vm.spec.suspend)
+                .map(|vm| vm.name.clone())
+                .collect(),
+        };
         DesiredState {
             hosts,
             vms,
             templates,
             pools,
             backup_policies,
+            suspended,
         }
     }
 }

@@ -103,7 +103,7 @@ spec: { host: esxi-01, cpu: 0, memory: 6MiB }
         vec![
             "vms.yaml:5:9 VirtualMachine/web-01 spec.host: unknown host \"esxi-02\"",
             "vms.yaml:15:11 VirtualMachine/web-02 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
+            "vms.yaml:24:3 VirtualMachine/web-03 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `suspend`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
             "vms.yaml:28:19 VirtualMachine/web-01 metadata.name: duplicate VirtualMachine name \"web-01\"",
         ]
     );
@@ -213,8 +213,8 @@ spec:
         problems(dir.path()),
         vec![
             "vm.yaml:7:11 VirtualMachine/web-01 spec.memory: invalid size \"4GB\": unknown unit: use MiB, GiB or TiB (binary units; GB and G are not accepted)",
-            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
-            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
+            "vm.yaml:8:3 VirtualMachine/web-01 spec.colour: unknown field `colour`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `suspend`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
+            "vm.yaml:9:3 VirtualMachine/web-01 spec.powr: unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `suspend`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`",
             "vm.yaml:12:7 VirtualMachine/web-01 spec.disks[0].type: unknown field `type`, expected `size`",
         ]
     );
@@ -887,4 +887,79 @@ fn a_vm_naming_a_policy_whose_document_failed_is_not_reported_again() {
         found[0].starts_with("policies.yaml:8:26 BackupPolicy/nightly spec.retention.keepLast:"),
         "{found:#?}"
     );
+}
+
+#[test]
+fn suspend_is_read_on_hosts_and_vms_and_resolved_for_the_planner() {
+    let host = HOST.replace(
+        "  network: VM Network\n",
+        "  network: VM Network\n  suspend: true\n",
+    );
+    let vms = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec: { host: esxi-01, cpu: 1, memory: 1GiB, suspend: true }
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-02 }
+spec: { host: esxi-01, cpu: 1, memory: 1GiB, suspend: false }
+";
+    let dir = write_inventory(&[("hosts.yaml", &host), ("vms.yaml", vms)]);
+    let (inventory, diagnostics) = load_inventory(dir.path());
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert!(inventory.hosts["esxi-01"].spec.suspend);
+    assert!(inventory.vms["web-01"].spec.suspend && !inventory.vms["web-02"].spec.suspend);
+    let desired = ceso::desired::DesiredState::from_inventory(&inventory);
+    assert_eq!(
+        desired
+            .suspended
+            .suspended_by("web-01", "esxi-01")
+            .as_deref(),
+        Some("VirtualMachine/web-01"),
+        "the VM's own manifest is named first"
+    );
+    assert_eq!(
+        desired
+            .suspended
+            .suspended_by("web-02", "esxi-01")
+            .as_deref(),
+        Some("Host/esxi-01")
+    );
+}
+
+#[test]
+fn suspend_takes_only_true_or_false() {
+    let vms = "apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-01 }
+spec:
+  host: esxi-01
+  cpu: 1
+  memory: 1GiB
+  suspend: \"yes\"
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: web-02 }
+spec:
+  host: esxi-01
+  cpu: 1
+  memory: 1GiB
+  suspend: 1
+";
+    let host = HOST.replace(
+        "  network: VM Network\n",
+        "  network: VM Network\n  suspend: paused\n",
+    );
+    let dir = write_inventory(&[("hosts.yaml", &host), ("vms.yaml", vms)]);
+    assert_eq!(
+        problems(dir.path()),
+        vec![
+            "hosts.yaml:11:12 Host/esxi-01 spec.suspend: invalid type: string \"paused\", expected `true` or `false`",
+            "vms.yaml:8:12 VirtualMachine/web-01 spec.suspend: invalid type: string \"yes\", expected `true` or `false`",
+            "vms.yaml:17:12 VirtualMachine/web-02 spec.suspend: invalid type: integer `1`, expected `true` or `false`",
+        ]
+    );
+    insta::assert_snapshot!("suspend_mistakes", problems_with_hints(dir.path()));
 }

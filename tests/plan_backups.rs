@@ -134,3 +134,69 @@ fn backups_of_a_policy_no_longer_declared_are_never_expired() {
     let outlook = outlook(&desired(), &[old], at("2026-11-27T09:00:00Z"));
     assert!(outlook.expiring.is_empty());
 }
+
+#[test]
+fn a_suspended_vm_is_never_due_and_is_listed_as_suspended() {
+    let mut desired = desired();
+    desired.suspended.vms.insert("db-01".to_owned());
+    let catalog = [
+        backup("db-01", "2026-11-20T01:30:05Z"),
+        backup("db-01", "2026-11-21T01:30:05Z"),
+        backup("db-01", "2026-11-22T01:30:05Z"),
+    ];
+    let outlook = outlook(&desired, &catalog, at("2026-11-27T09:00:00Z"));
+    let due: Vec<&str> = outlook.due.iter().map(|d| d.vm.as_str()).collect();
+    assert_eq!(
+        due,
+        ["web-01"],
+        "db-01's backup is a week late, but suspended"
+    );
+    let suspended: Vec<(&str, &str, &str)> = outlook
+        .suspended
+        .iter()
+        .map(|s| (s.vm.as_str(), s.policy.as_str(), s.suspended_by.as_str()))
+        .collect();
+    assert_eq!(suspended, [("db-01", "nightly", "VirtualMachine/db-01")]);
+    assert!(outlook.upcoming.iter().all(|u| u.vm != "db-01"));
+    // Retention still applies to the backups it has (`backup prune` deletes only what the
+    // policy no longer keeps, and a suspended VM makes no new ones).
+    let expiring: Vec<&str> = outlook.expiring.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(expiring, ["db-01-20261120T013005Z"]);
+}
+
+#[test]
+fn a_suspended_host_pauses_the_backups_of_every_vm_on_it() {
+    let mut desired = desired();
+    desired.suspended.hosts.insert("esxi-01".to_owned());
+    let outlook = outlook(&desired, &[], at("2026-11-27T09:00:00Z"));
+    assert!(
+        outlook.due.is_empty() && outlook.upcoming.is_empty(),
+        "{outlook:?}"
+    );
+    let suspended: Vec<(&str, &str)> = outlook
+        .suspended
+        .iter()
+        .map(|s| (s.vm.as_str(), s.suspended_by.as_str()))
+        .collect();
+    assert_eq!(
+        suspended,
+        [("db-01", "Host/esxi-01"), ("web-01", "Host/esxi-01")]
+    );
+}
+
+#[test]
+fn suspend_in_the_manifests_reaches_the_outlook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suspended_db = INVENTORY.replace(
+        "metadata: { name: db-01 }\nspec: { host: esxi-01, cpu: 2, memory: 2GiB, backupPolicy: nightly }",
+        "metadata: { name: db-01 }\nspec: { host: esxi-01, cpu: 2, memory: 2GiB, backupPolicy: nightly, suspend: true }",
+    );
+    assert_ne!(suspended_db, INVENTORY);
+    std::fs::write(dir.path().join("inventory.yaml"), suspended_db).expect("write");
+    let (inventory, diagnostics) = ceso::manifest::load_inventory(dir.path());
+    assert!(diagnostics.iter().all(|d| !d.is_error()), "{diagnostics:?}");
+    let desired = DesiredState::from_inventory(&inventory);
+    let outlook = outlook(&desired, &[], at("2026-11-27T09:00:00Z"));
+    assert_eq!(outlook.suspended.len(), 1, "{outlook:?}");
+    assert_eq!(outlook.suspended[0].vm, "db-01");
+}

@@ -280,6 +280,15 @@ fn description(schema: &Value) -> Option<&str> {
     schema.get("description").and_then(Value::as_str)
 }
 
+/// What to write for a yes/no field.
+const BOOLEAN_HINT: &str =
+    "write `true` or `false`, without quotes (`yes`, `no` and quoted values are strings)";
+
+/// A description as a one-line hint (doc comments wrap their lines).
+fn one_line(description: &str) -> String {
+    description.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The unescaped tokens of a JSON pointer (`/spec/disks/0`).
 fn pointer_tokens(pointer: &str) -> Vec<String> {
     pointer
@@ -314,7 +323,7 @@ fn describe(error: &ValidationError<'_>, node: &Node<'_, '_>) -> Vec<SchemaProbl
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
             let hint = match node.property(name).and_then(description) {
-                Some(what) => format!("add `{name}`: {what}"),
+                Some(what) => format!("add `{name}`: {}", one_line(what)),
                 None => format!("add `{name}`; see docs/manifests.md for every field"),
             };
             vec![SchemaProblem {
@@ -334,19 +343,30 @@ fn describe(error: &ValidationError<'_>, node: &Node<'_, '_>) -> Vec<SchemaProbl
             serde_message::<Power>(value),
             Some(POWER_HINT.to_owned()),
         )],
-        ValidationErrorKind::Type { kind } => vec![value_problem(
-            node,
-            Some(format!(
-                "invalid type: {}, expected {}",
-                unexpected(value),
-                expected(kind)
-            )),
-            node.description.map(str::to_owned),
-        )],
+        ValidationErrorKind::Type { kind } => {
+            let what = node.description.map(one_line);
+            let hint = match kind {
+                // `yes`, `on` and quoted `"true"` are strings in YAML 1.2.
+                TypeKind::Single(JsonType::Boolean) => Some(match what {
+                    Some(what) => format!("{BOOLEAN_HINT}. {what}"),
+                    None => BOOLEAN_HINT.to_owned(),
+                }),
+                _ => what,
+            };
+            vec![value_problem(
+                node,
+                Some(format!(
+                    "invalid type: {}, expected {}",
+                    unexpected(value),
+                    expected(kind)
+                )),
+                hint,
+            )]
+        }
         _ => vec![value_problem(
             node,
             Some(error.to_string()),
-            node.description.map(str::to_owned),
+            node.description.map(one_line),
         )],
     }
 }
@@ -590,7 +610,7 @@ mod tests {
                 (
                     "spec.powr".into(),
                     true,
-                    "unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`".into()
+                    "unknown field `powr`, expected one of `host`, `template`, `source`, `cpu`, `memory`, `disks`, `networks`, `power`, `guestId`, `datastore`, `protect`, `suspend`, `cloudInit`, `annotation`, `shutdown`, `backupPolicy`".into()
                 ),
             ]
         );

@@ -108,6 +108,10 @@ pub struct HostSpec {
     /// Delete managed VMs of this host that are missing from the manifests (like `--prune`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub prune: bool,
+    /// `true`: ceso leaves every VM of this host as it is (declared or not) until this is
+    /// removed; `ceso plan` still shows what it would change.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspend: bool,
 }
 
 /// `kind: VirtualMachine` — a VM ceso creates and keeps as declared.
@@ -152,6 +156,11 @@ pub struct VirtualMachineSpec {
     /// `true`: ceso never deletes or replaces this VM.
     #[serde(default, skip_serializing_if = "is_false")]
     pub protect: bool,
+    /// `true`: ceso leaves the VM as it is (no creation, change, power change, replacement or
+    /// deletion, no scheduled backups) until this is removed; `ceso plan` still shows what it
+    /// would change.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspend: bool,
     /// First-boot configuration of the guest by cloud-init (through VMware guestinfo). A VM made
     /// from a template, or with an `ip` on an adapter, gets it even when this is omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,7 @@
 //! The planner's IP address pass: what every host already holds, the allocation of the declared
 //! adapters' addresses ([`crate::ipam`]), and the cloud-init configuration that results. Pure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -11,7 +11,7 @@ use crate::cloudinit::{CloudInitConfig, InterfaceConfig, instance_id};
 use crate::desired::{DesiredState, DesiredVm, VmSettings};
 use crate::diagnostic::Diagnostic;
 use crate::host::{APPLIED_KEY, ObservedVm};
-use crate::ipam::{self, Allocation, HolderKind, Holding, NicRequest};
+use crate::ipam::{self, Allocation, Assignment, HolderKind, Holding, NicRequest};
 
 /// The outcome of the address pass.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,10 @@ pub struct Addressing {
     pub diagnostics: Vec<Diagnostic>,
     /// VMs the errors are about (the plan leaves them alone).
     pub failed_vms: BTreeSet<String>,
+    /// What the adapters of suspended VMs that do not exist yet would get, by (VM name,
+    /// adapter index): shown in the plan, but not allocated (not in `allocation`), so they
+    /// take no address from any other VM.
+    pub previewed: BTreeMap<(String, usize), Assignment>,
 }
 
 /// The settings ceso last recorded on a VM (`ceso.applied`), if readable.
@@ -126,7 +130,19 @@ pub fn assign_addresses(
 ) -> Addressing {
     let holdings = holdings(desired, observed, recorded);
     let pools: Vec<ipam::Pool> = desired.pools.values().cloned().collect();
-    let requests: Vec<NicRequest> = desired
+    let existing: BTreeSet<&str> = observed
+        .values()
+        .flat_map(|host| &host.vms)
+        .filter_map(ObservedVm::managed_name)
+        .collect();
+    // A suspended VM that does not exist yet is not created, so it takes no address.
+    let waiting: BTreeSet<String> = desired
+        .vms
+        .values()
+        .filter(|vm| desired.suspended.contains(vm) && !existing.contains(vm.name.as_str()))
+        .map(|vm| vm.name.clone())
+        .collect();
+    let (waiting_requests, requests): (Vec<NicRequest>, Vec<NicRequest>) = desired
         .vms
         .values()
         .flat_map(|vm| {
@@ -142,11 +158,35 @@ pub fn assign_addresses(
                     })
                 })
         })
-        .collect();
+        .partition(|request| waiting.contains(&request.vm));
     let allocation = ipam::allocate(&pools, &requests, &holdings);
+    // What they would get were they resumed now, around everything allocated above.
+    let preview = if waiting_requests.is_empty() {
+        Allocation::default()
+    } else {
+        let mut taken = holdings.clone();
+        taken.extend(
+            allocation
+                .assigned
+                .iter()
+                .map(|((vm, nic), assignment)| Holding {
+                    host: assignment.host.clone(),
+                    vm: vm.clone(),
+                    nic: Some(*nic),
+                    address: assignment.address.addr(),
+                    kind: HolderKind::Managed,
+                }),
+        );
+        let mut preview = ipam::allocate(&pools, &waiting_requests, &taken);
+        // Problems of the pools and the holdings themselves were reported above already.
+        preview.errors.retain(|e| {
+            e.vm.as_ref().is_some_and(|vm| waiting.contains(vm)) && !allocation.errors.contains(e)
+        });
+        preview
+    };
     let mut diagnostics = Vec::new();
     let mut failed_vms = BTreeSet::new();
-    for error in &allocation.errors {
+    for error in allocation.errors.iter().chain(&preview.errors) {
         let mut diagnostic = Diagnostic::error(error.message.clone()).hint(error.hint.clone());
         match (&error.vm, error.nic) {
             (Some(vm), nic) if desired.vms.contains_key(vm) => {
@@ -168,32 +208,39 @@ pub fn assign_addresses(
         diagnostics.push(diagnostic);
     }
     for vm in desired.vms.values_mut() {
-        vm.config.cloud_init = cloud_init_config(vm, &allocation);
+        let assigned = if waiting.contains(&vm.name) {
+            &preview.assigned
+        } else {
+            &allocation.assigned
+        };
+        vm.config.cloud_init = cloud_init_config(vm, assigned);
     }
     Addressing {
         allocation,
         holdings,
         diagnostics,
         failed_vms,
+        previewed: preview.assigned,
     }
 }
 
 /// The full cloud-init configuration of a VM that wants one.
-fn cloud_init_config(vm: &DesiredVm, allocation: &Allocation) -> Option<CloudInitConfig> {
+fn cloud_init_config(
+    vm: &DesiredVm,
+    assigned: &BTreeMap<(String, usize), Assignment>,
+) -> Option<CloudInitConfig> {
     let request = vm.cloud_init.as_ref()?;
     let interfaces: Vec<InterfaceConfig> = (0..vm.config.networks.len())
-        .map(
-            |nic| match allocation.assigned.get(&(vm.name.clone(), nic)) {
-                Some(assigned) => InterfaceConfig {
-                    address: Some(assigned.address.to_string()),
-                    pool: assigned.pool.clone(),
-                    gateway: assigned.gateway.map(|g| g.to_string()),
-                    nameservers: assigned.nameservers.iter().map(|n| n.to_string()).collect(),
-                    search: assigned.search.clone(),
-                },
-                None => InterfaceConfig::default(),
+        .map(|nic| match assigned.get(&(vm.name.clone(), nic)) {
+            Some(assigned) => InterfaceConfig {
+                address: Some(assigned.address.to_string()),
+                pool: assigned.pool.clone(),
+                gateway: assigned.gateway.map(|g| g.to_string()),
+                nameservers: assigned.nameservers.iter().map(|n| n.to_string()).collect(),
+                search: assigned.search.clone(),
             },
-        )
+            None => InterfaceConfig::default(),
+        })
         .collect();
     Some(CloudInitConfig {
         instance_id: instance_id(&vm.name, &request.hostname, &interfaces),

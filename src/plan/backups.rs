@@ -23,12 +23,18 @@ pub struct BackupOutlook {
     /// The next scheduled backup of each VM that is not due now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upcoming: Vec<UpcomingBackup>,
+    /// VMs with a policy whose scheduled backups are paused by `suspend: true`: never due.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<SuspendedBackup>,
 }
 
 impl BackupOutlook {
     /// Whether there is nothing to say (no VM has a policy).
     pub fn is_empty(&self) -> bool {
-        self.due.is_empty() && self.expiring.is_empty() && self.upcoming.is_empty()
+        self.due.is_empty()
+            && self.expiring.is_empty()
+            && self.upcoming.is_empty()
+            && self.suspended.is_empty()
     }
 }
 
@@ -60,8 +66,18 @@ pub struct UpcomingBackup {
     pub at: Timestamp,
 }
 
+/// A VM whose scheduled backups `suspend: true` pauses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspendedBackup {
+    pub vm: String,
+    pub policy: String,
+    /// The resource whose `suspend: true` pauses it: `VirtualMachine/<name>` or `Host/<name>`.
+    pub suspended_by: String,
+}
+
 /// The outlook at `now` for every declared VM with a policy, from the catalog's complete
-/// backups.
+/// backups. Suspended VMs are never due (they are listed as suspended); retention still
+/// applies to the backups they have.
 pub fn outlook(desired: &DesiredState, catalog: &[BackupRecord], now: Timestamp) -> BackupOutlook {
     let mut out = BackupOutlook::default();
     for vm in desired.vms.values() {
@@ -71,6 +87,14 @@ pub fn outlook(desired: &DesiredState, catalog: &[BackupRecord], now: Timestamp)
         let Some(policy) = desired.backup_policies.get(policy_name) else {
             continue;
         };
+        if let Some(suspended_by) = desired.suspended.suspended_by(&vm.name, &vm.host) {
+            out.suspended.push(SuspendedBackup {
+                vm: vm.name.clone(),
+                policy: policy_name.clone(),
+                suspended_by,
+            });
+            continue;
+        }
         let last = catalog
             .iter()
             .filter(|r| r.vm == vm.name && r.policy.as_deref() == Some(policy_name))

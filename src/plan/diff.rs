@@ -8,11 +8,11 @@ use super::addressing::{applied_settings, assign_addresses};
 use super::fingerprint::host_fingerprints;
 use super::model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
-    Summary, UnmanagedVm,
+    Summary, SuspendedChange, UnmanagedVm,
 };
 use crate::cloudinit::{CloudInitConfig, METADATA_KEY};
-use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, VmSettings};
-use crate::diagnostic::Diagnostic;
+use crate::desired::{DesiredState, DesiredTemplate, DesiredVm, Suspensions, VmSettings};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::host::{
     APPLIED_KEY, CLONE_SNAPSHOT_PREFIX, CREATING_KEY, CloneSource, DiskChange, HostOp, MANAGED_KEY,
     NicChange, ObservedHost, ObservedVm, POWER_KEY, PROTECT_KEY, PowerState, TEMPLATE_KEY,
@@ -26,6 +26,9 @@ pub const CREATE_VM: &str = "create VM";
 
 /// The note on a VM the plan leaves alone because of an error about it.
 const LEFT_ALONE: &str = "left as it is: see the errors below";
+
+/// The same note for a suspended VM (its errors are warnings).
+const LEFT_ALONE_SUSPENDED: &str = "what would change is unknown: see the warnings below";
 
 /// What every host looks like now, by host name.
 pub type ObservedState = BTreeMap<String, ObservedHost>;
@@ -75,6 +78,7 @@ pub fn diff(
         failed_vms: addressing.failed_vms,
         diagnostics: addressing.diagnostics,
         templates: desired.templates.clone(),
+        suspensions: desired.suspended.clone(),
         force_power_off: options.force_power_off,
         guest_ip_timeout_secs: match options.guest_ip_timeout_secs {
             0 => DEFAULT_GUEST_IP_TIMEOUT_SECS,
@@ -83,31 +87,51 @@ pub fn diff(
         ..Planner::default()
     };
     for (host_name, host) in &desired.hosts {
-        let Some(observed_host) = observed.get(host_name) else {
-            planner.diagnostics.push(
-                Diagnostic::error(format!("host {host_name} was not observed"))
-                    .resource(format!("Host/{host_name}")),
-            );
-            continue;
-        };
         let vms: Vec<&DesiredVm> = desired
             .vms
             .values()
             .filter(|vm| &vm.host == host_name)
             .collect();
+        let Some(observed_host) = observed.get(host_name) else {
+            planner.host_not_observed(host_name, &vms);
+            continue;
+        };
         let prune = options.prune || host.prune;
         planner.plan_host(host_name, &vms, observed_host, prune);
     }
     let Planner {
         changes,
+        suspended,
         steps,
         unmanaged,
         mut diagnostics,
         observed: fingerprints,
         ..
     } = planner;
+    // What is wrong with a suspended resource blocks nothing, since nothing is done about it.
+    let suspended_resources: BTreeSet<String> = suspended
+        .iter()
+        .map(|s| s.change.address.clone())
+        .chain(
+            desired
+                .suspended
+                .hosts
+                .iter()
+                .map(|host| format!("Host/{host}")),
+        )
+        .collect();
+    for diagnostic in &mut diagnostics {
+        if diagnostic.is_error()
+            && diagnostic
+                .resource
+                .as_ref()
+                .is_some_and(|resource| suspended_resources.contains(resource))
+        {
+            demote_for_suspension(diagnostic);
+        }
+    }
     diagnostics.sort_by(|a, b| a.resource.cmp(&b.resource));
-    let summary = Summary::of(&changes);
+    let summary = Summary::of_plan(&changes, &suspended);
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         plan_id: meta.plan_id,
@@ -121,6 +145,7 @@ pub fn diff(
             .collect(),
         summary,
         changes,
+        suspended,
         steps,
         unmanaged,
         diagnostics,
@@ -141,6 +166,8 @@ pub fn datastore_of(vmx_path: &str) -> Option<&str> {
 #[derive(Default)]
 struct Planner {
     changes: Vec<ResourceChange>,
+    /// What suspended resources would get (no steps).
+    suspended: Vec<SuspendedChange>,
     steps: Vec<Step>,
     unmanaged: Vec<UnmanagedVm>,
     diagnostics: Vec<Diagnostic>,
@@ -148,6 +175,8 @@ struct Planner {
     /// VMs with address errors: left alone.
     failed_vms: BTreeSet<String>,
     templates: BTreeMap<String, DesiredTemplate>,
+    /// What `suspend: true` pauses.
+    suspensions: Suspensions,
     guest_ip_timeout_secs: u64,
     /// `--force-power-off`: a hard power-off is allowed wherever a shutdown does not work.
     force_power_off: bool,
@@ -156,8 +185,27 @@ struct Planner {
     /// Clone creations so far, by the VM they copy: a source is worked on by one step at a time
     /// (a host refuses a second snapshot, and consolidation needs the disks a copy reads).
     clones_by_source: BTreeMap<String, Vec<usize>>,
-    /// Snapshots left by interrupted clones, by VM: (name, host, unmanaged, notes).
-    stray_notes: Vec<(String, String, bool, Vec<String>)>,
+    /// Snapshots left by interrupted clones, by VM.
+    stray_notes: Vec<StrayNotes>,
+}
+
+/// The snapshots an interrupted clone left on one VM, as notes for its change.
+struct StrayNotes {
+    /// The VM's manifest name (its name on the host when ceso does not manage it).
+    name: String,
+    host: String,
+    unmanaged: bool,
+    notes: Vec<String>,
+    /// The resource whose `suspend: true` keeps the snapshots (no step removes them).
+    suspended_by: Option<String>,
+}
+
+/// How much the plan held before a resource was planned: what planning it added can be taken
+/// back when the resource turns out to be suspended.
+#[derive(Clone, Copy)]
+struct Checkpoint {
+    steps: usize,
+    changes: usize,
 }
 
 /// Where a new VM's disks come from, as found on its host.
@@ -188,9 +236,16 @@ fn size(bytes: u64) -> String {
 impl Planner {
     fn plan_host(&mut self, host: &str, vms: &[&DesiredVm], observed: &ObservedHost, prune: bool) {
         let desired_names: BTreeSet<&str> = vms.iter().map(|vm| vm.name.as_str()).collect();
+        // A suspended VM is not one the plan depends on (besides being managed): its change is
+        // not among `changes`, which is where a saved plan's check finds the declared names.
+        let depended_on: BTreeSet<&str> = vms
+            .iter()
+            .filter(|vm| !self.suspensions.contains(vm))
+            .map(|vm| vm.name.as_str())
+            .collect();
         let mut managed: BTreeMap<&str, Vec<&ObservedVm>> = BTreeMap::new();
         self.observed
-            .insert(host.to_owned(), host_fingerprints(observed, &desired_names));
+            .insert(host.to_owned(), host_fingerprints(observed, &depended_on));
         for vm in &observed.vms {
             match vm.managed_name() {
                 Some(name) => managed.entry(name).or_default().push(vm),
@@ -207,66 +262,10 @@ impl Planner {
             self.remove_stray_snapshots(host, vm);
         }
         for vm in vms {
-            if self.failed_vms.contains(&vm.name) || !self.check_host_objects(vm, observed) {
-                self.changes.push(left_alone(vm));
-                continue;
-            }
-            let claimed = managed
-                .get(vm.name.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let resolved = match vm.config.source {
-                Some(_) => self.resolve_source(vm, observed, claimed),
-                None => self.resolve_template(vm, observed, claimed),
-            };
-            let Some((vm, origin)) = resolved else {
-                self.changes.push(left_alone(vm));
-                continue;
-            };
-            let vm = &vm;
-            match claimed {
-                [] => {
-                    if let Some(other) = observed.vms.iter().find(|o| o.name == vm.name) {
-                        let diagnostic = match other.managed_name() {
-                            Some(owner) => Diagnostic::error(format!(
-                                "a VM named {:?} already exists on host {host} ({}): it is ceso's VM {owner:?}, renamed on the host",
-                                vm.name, other.moref
-                            ))
-                            .hint(format!("rename it back to {owner:?} in the host client, or choose another name")),
-                            None => Diagnostic::error(format!(
-                                "a VM named {:?} already exists on host {host} ({}) and was not created by ceso",
-                                vm.name, other.moref
-                            ))
-                            .hint("ceso never takes over VMs it did not create: choose another name, or rename or remove the existing VM"),
-                        };
-                        self.diagnostics.push(
-                            diagnostic
-                                .resource(address(&vm.name))
-                                .field("metadata.name"),
-                        );
-                        self.changes.push(left_alone(vm));
-                    } else {
-                        self.create(vm, origin.as_ref());
-                    }
-                }
-                [existing] => self.update(vm, existing, origin.as_ref()),
-                several => {
-                    let named: Vec<String> = several
-                        .iter()
-                        .map(|o| format!("{} ({})", o.name, o.moref))
-                        .collect();
-                    self.diagnostics.push(
-                        Diagnostic::error(format!(
-                            "{} VMs on host {host} carry the ceso marker for {:?}: {}",
-                            several.len(),
-                            vm.name,
-                            named.join(", ")
-                        ))
-                        .resource(address(&vm.name))
-                        .hint("keep one: remove the others in the host client after checking which holds the data (a copy made by hand carries the marker too), then plan again"),
-                    );
-                    self.changes.push(left_alone(vm));
-                }
+            let checkpoint = self.checkpoint();
+            self.plan_vm(host, vm, observed, &managed);
+            if let Some(by) = self.suspensions.suspended_by(&vm.name, host) {
+                self.suspend_since(checkpoint, by);
             }
         }
         for (name, claimed) in &managed {
@@ -274,10 +273,145 @@ impl Planner {
                 continue;
             }
             for vm in claimed {
+                let checkpoint = self.checkpoint();
                 self.orphan(host, name, vm, prune);
+                if let Some(by) = self.suspensions.suspended_by(name, host) {
+                    self.suspend_since(checkpoint, by);
+                }
             }
         }
         self.note_stray_snapshots();
+    }
+
+    /// Plans one declared VM of `host`.
+    fn plan_vm(
+        &mut self,
+        host: &str,
+        vm: &DesiredVm,
+        observed: &ObservedHost,
+        managed: &BTreeMap<&str, Vec<&ObservedVm>>,
+    ) {
+        if self.failed_vms.contains(&vm.name) || !self.check_host_objects(vm, observed) {
+            self.changes.push(left_alone(vm));
+            return;
+        }
+        let claimed = managed
+            .get(vm.name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let resolved = match vm.config.source {
+            Some(_) => self.resolve_source(vm, observed, claimed),
+            None => self.resolve_template(vm, observed, claimed),
+        };
+        let Some((vm, origin)) = resolved else {
+            self.changes.push(left_alone(vm));
+            return;
+        };
+        let vm = &vm;
+        match claimed {
+            [] => {
+                if let Some(other) = observed.vms.iter().find(|o| o.name == vm.name) {
+                    let diagnostic = match other.managed_name() {
+                        Some(owner) => Diagnostic::error(format!(
+                            "a VM named {:?} already exists on host {host} ({}): it is ceso's VM {owner:?}, renamed on the host",
+                            vm.name, other.moref
+                        ))
+                        .hint(format!("rename it back to {owner:?} in the host client, or choose another name")),
+                        None => Diagnostic::error(format!(
+                            "a VM named {:?} already exists on host {host} ({}) and was not created by ceso",
+                            vm.name, other.moref
+                        ))
+                        .hint("ceso never takes over VMs it did not create: choose another name, or rename or remove the existing VM"),
+                    };
+                    self.diagnostics.push(
+                        diagnostic
+                            .resource(address(&vm.name))
+                            .field("metadata.name"),
+                    );
+                    self.changes.push(left_alone(vm));
+                } else {
+                    self.create(vm, origin.as_ref());
+                }
+            }
+            [existing] => self.update(vm, existing, origin.as_ref()),
+            several => {
+                let named: Vec<String> = several
+                    .iter()
+                    .map(|o| format!("{} ({})", o.name, o.moref))
+                    .collect();
+                self.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "{} VMs on host {host} carry the ceso marker for {:?}: {}",
+                        several.len(),
+                        vm.name,
+                        named.join(", ")
+                    ))
+                    .resource(address(&vm.name))
+                    .hint("keep one: remove the others in the host client after checking which holds the data (a copy made by hand carries the marker too), then plan again"),
+                );
+                self.changes.push(left_alone(vm));
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            steps: self.steps.len(),
+            changes: self.changes.len(),
+        }
+    }
+
+    /// Takes back the steps planned since `checkpoint` and moves the changes planned since then
+    /// to the suspended ones: `by` pauses them.
+    fn suspend_since(&mut self, checkpoint: Checkpoint, by: String) {
+        self.steps.truncate(checkpoint.steps);
+        for ids in self
+            .steps_by_vm
+            .values_mut()
+            .chain(self.clones_by_source.values_mut())
+        {
+            ids.retain(|id| *id < checkpoint.steps);
+        }
+        let changes: Vec<ResourceChange> = self.changes.drain(checkpoint.changes..).collect();
+        for mut change in changes {
+            for note in &mut change.notes {
+                if note == LEFT_ALONE {
+                    *note = LEFT_ALONE_SUSPENDED.to_owned();
+                }
+            }
+            if change.action == Action::Create
+                && change.fields.iter().any(|f| f.field.ends_with(".ip"))
+            {
+                change.notes.push(
+                    "no address is taken while it is suspended: the addresses shown are those it would get now".to_owned(),
+                );
+            }
+            self.suspended.push(SuspendedChange {
+                suspended_by: by.clone(),
+                change,
+            });
+        }
+    }
+
+    /// A host that could not be observed: an error, unless it is suspended (then its VMs are
+    /// listed as suspended, with nothing known about what would change).
+    fn host_not_observed(&mut self, host: &str, vms: &[&DesiredVm]) {
+        self.diagnostics.push(
+            Diagnostic::error(format!("host {host} was not observed"))
+                .resource(format!("Host/{host}")),
+        );
+        for vm in vms {
+            if let Some(by) = self.suspensions.suspended_by(&vm.name, host) {
+                let mut change = unchanged(vm);
+                change.notes.push(format!(
+                    "host {host} was not observed: what would change is unknown"
+                ));
+                self.suspended.push(SuspendedChange {
+                    suspended_by: by,
+                    change,
+                });
+            }
+        }
     }
 
     /// Plans the removal of the snapshots ceso takes to clone a running VM that an interrupted
@@ -292,8 +426,23 @@ impl Planner {
             return;
         }
         let name = vm.managed_name().unwrap_or(&vm.name).to_owned();
+        let suspended_by = match vm.managed_name() {
+            Some(managed) => self.suspensions.suspended_by(managed, host),
+            None => self
+                .suspensions
+                .hosts
+                .contains(host)
+                .then(|| format!("Host/{host}")),
+        };
         let mut notes = Vec::new();
         for snapshot in stray {
+            if suspended_by.is_some() {
+                notes.push(format!(
+                    "the snapshot {:?} ({}) of {} was left by an interrupted clone: it would be removed",
+                    snapshot.name, snapshot.moref, vm.name
+                ));
+                continue;
+            }
             notes.push(format!(
                 "the snapshot {:?} ({}) of {} was left by an interrupted clone: it is removed",
                 snapshot.name, snapshot.moref, vm.name
@@ -307,34 +456,50 @@ impl Planner {
             let description = format!("remove snapshot {} of {}", snapshot.name, vm.name);
             self.push_step(&name, host, description, op, None);
         }
-        self.stray_notes
-            .push((name, host.to_owned(), vm.managed_name().is_none(), notes));
+        self.stray_notes.push(StrayNotes {
+            name,
+            host: host.to_owned(),
+            unmanaged: vm.managed_name().is_none(),
+            notes,
+            suspended_by,
+        });
     }
 
     /// Adds the notes of the stray snapshots to the changes of their VMs (made afterwards).
     fn note_stray_snapshots(&mut self) {
-        for (name, host, unmanaged, notes) in std::mem::take(&mut self.stray_notes) {
-            match self
+        for stray in std::mem::take(&mut self.stray_notes) {
+            let vm_address = address(&stray.name);
+            let existing = self
                 .changes
                 .iter_mut()
-                .find(|c| c.address == address(&name))
-            {
+                .chain(self.suspended.iter_mut().map(|s| &mut s.change))
+                .find(|c| c.address == vm_address);
+            match existing {
                 Some(change) => {
                     if change.action == Action::NoOp {
                         change.action = Action::Update;
                     }
-                    change.notes.extend(notes);
+                    change.notes.extend(stray.notes);
                 }
-                None => self.changes.push(ResourceChange {
-                    address: address(&name),
-                    host,
-                    name,
-                    action: Action::Update,
-                    fields: vec![],
-                    power_cycle: false,
-                    undeclared: unmanaged,
-                    notes,
-                }),
+                None => {
+                    let change = ResourceChange {
+                        address: vm_address,
+                        host: stray.host,
+                        name: stray.name,
+                        action: Action::Update,
+                        fields: vec![],
+                        power_cycle: false,
+                        undeclared: stray.unmanaged,
+                        notes: stray.notes,
+                    };
+                    match stray.suspended_by {
+                        Some(suspended_by) => self.suspended.push(SuspendedChange {
+                            suspended_by,
+                            change,
+                        }),
+                        None => self.changes.push(change),
+                    }
+                }
             }
         }
     }
@@ -873,10 +1038,12 @@ impl Planner {
         } else {
             change.action = Action::Delete;
             change.fields = removed_fields(vm);
+            let suspended = self.suspensions.suspended_by(name, host).is_some();
             change.notes.push(format!(
-                "{} ({}) is destroyed with all its disks{}",
+                "{} ({}) {} destroyed with all its disks{}",
                 vm.name,
                 vm.moref,
+                if suspended { "would be" } else { "is" },
                 if vm.power == Some(PowerState::PoweredOff) {
                     ""
                 } else {
@@ -911,6 +1078,13 @@ impl Planner {
 
 /// The change of a VM the plan does not touch because of an error about it.
 fn left_alone(vm: &DesiredVm) -> ResourceChange {
+    let mut change = unchanged(vm);
+    change.notes.push(LEFT_ALONE.to_owned());
+    change
+}
+
+/// No change to a declared VM.
+fn unchanged(vm: &DesiredVm) -> ResourceChange {
     ResourceChange {
         address: address(&vm.name),
         host: vm.host.clone(),
@@ -919,8 +1093,17 @@ fn left_alone(vm: &DesiredVm) -> ResourceChange {
         fields: vec![],
         power_cycle: false,
         undeclared: false,
-        notes: vec![LEFT_ALONE.to_owned()],
+        notes: vec![],
     }
+}
+
+/// Makes an error about a suspended resource a warning: nothing is done about the resource, so
+/// the error blocks nothing (it is still worth fixing before `suspend` is removed).
+fn demote_for_suspension(diagnostic: &mut Diagnostic) {
+    diagnostic.severity = Severity::Warning;
+    diagnostic.message.push_str(
+        " (suspended: it blocks nothing until `suspend: true` is removed, then it is an error)",
+    );
 }
 
 /// Shutting an existing VM down as `policy` says (a hard power-off only where allowed).

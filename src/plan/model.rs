@@ -91,6 +91,26 @@ pub struct ResourceChange {
     pub notes: Vec<String>,
 }
 
+/// What the plan would do to a resource that `suspend: true` pauses. No step does it: the
+/// plan only shows it, so drift stays visible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspendedChange {
+    /// The resource whose `suspend: true` pauses this one: `VirtualMachine/<name>` (its own
+    /// manifest) or `Host/<name>` (its host's).
+    pub suspended_by: String,
+    /// The change as it would be without the suspension (`action` `noop` when the VM matches
+    /// its manifest).
+    #[serde(flatten)]
+    pub change: ResourceChange,
+}
+
+impl SuspendedChange {
+    /// Whether the resource differs from what the manifests declare.
+    pub fn differs(&self) -> bool {
+        self.change.action != Action::NoOp
+    }
+}
+
 /// One operation on a host, with what must have succeeded before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -138,10 +158,15 @@ pub struct Summary {
     pub update: usize,
     pub replace: usize,
     pub delete: usize,
+    /// Resources left as they are because `suspend: true` pauses them ([`Plan::suspended`]),
+    /// whether they differ from the manifests or not. Not changes: they do not count in
+    /// [`Summary::has_changes`].
+    #[serde(default)]
+    pub suspended: usize,
 }
 
 impl Summary {
-    /// Counts the actions of `changes`.
+    /// Counts the actions of `changes` (the suspended count stays 0: see [`Summary::of_plan`]).
     pub fn of(changes: &[ResourceChange]) -> Self {
         let mut summary = Summary::default();
         for change in changes {
@@ -156,7 +181,15 @@ impl Summary {
         summary
     }
 
-    /// Whether the plan changes anything.
+    /// Counts the actions of `changes` and the `suspended` resources.
+    pub fn of_plan(changes: &[ResourceChange], suspended: &[SuspendedChange]) -> Self {
+        Summary {
+            suspended: suspended.len(),
+            ..Summary::of(changes)
+        }
+    }
+
+    /// Whether the plan changes anything (suspended resources never count).
     pub fn has_changes(&self) -> bool {
         self.create + self.update + self.replace + self.delete > 0
     }
@@ -177,6 +210,10 @@ pub struct Plan {
     pub hosts: BTreeMap<String, HostConnection>,
     pub summary: Summary,
     pub changes: Vec<ResourceChange>,
+    /// Resources `suspend: true` pauses, with what the plan would do to them; no step acts on
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<SuspendedChange>,
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<UnmanagedVm>,
@@ -193,14 +230,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether applying would change anything.
+    /// Whether applying would change anything (what suspended resources would get does not
+    /// count).
     pub fn has_changes(&self) -> bool {
         self.summary.has_changes()
     }
 
-    /// The part of the plan about one resource (`VirtualMachine/web-01`): its change and steps
-    /// (renumbered), the errors about it or about no VM in particular. Returns how many other
-    /// resources had changes that were left out.
+    /// The part of the plan about one resource (`VirtualMachine/web-01`): its change (or what
+    /// it would get, when suspended) and steps (renumbered), the errors about it or about no VM
+    /// in particular. Returns how many other resources had changes that were left out.
     pub fn restrict_to(&mut self, address: &str) -> usize {
         let others = self
             .changes
@@ -208,6 +246,7 @@ impl Plan {
             .filter(|c| c.address != address && c.action != Action::NoOp)
             .count();
         self.changes.retain(|c| c.address == address);
+        self.suspended.retain(|s| s.change.address == address);
         let mut renumbered = BTreeMap::new();
         let steps = std::mem::take(&mut self.steps);
         for mut step in steps.into_iter().filter(|s| s.resource == address) {
@@ -231,7 +270,7 @@ impl Plan {
                 .as_deref()
                 .is_none_or(|r| r == address || !r.starts_with("VirtualMachine/"))
         });
-        self.summary = Summary::of(&self.changes);
+        self.summary = Summary::of_plan(&self.changes, &self.suspended);
         others
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use super::model::{Action, Plan, ResourceChange};
+use super::model::{Action, Plan, ResourceChange, SuspendedChange};
 
 /// Whether the human rendering uses colour (only on a terminal, and not with `NO_COLOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,11 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
         .filter(|c| c.action != Action::NoOp)
         .collect();
     let blocked = crate::diagnostic::has_errors(&plan.diagnostics);
+    let suspended_differ = plan.suspended.iter().any(SuspendedChange::differs);
     out.push_str(match (blocked, acting.is_empty()) {
+        (false, true) if suspended_differ => {
+            "No changes. Suspended resources differ from the manifests (listed below): ceso leaves them as they are.\n"
+        }
         (false, true) => "No changes. The hosts match the manifests.\n",
         (false, false) => "ceso will perform the following actions:\n",
         (true, true) => "The plan has errors (listed below): nothing will be changed.\n",
@@ -63,8 +67,9 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
     });
     for change in acting {
         out.push('\n');
-        render_change(&mut out, change, colour);
+        render_change(&mut out, change, None, colour);
     }
+    render_suspended(&mut out, &plan.suspended, colour);
     let kept: Vec<&ResourceChange> = plan
         .changes
         .iter()
@@ -103,9 +108,13 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
         }
     }
     let s = plan.summary;
+    let suspended = match s.suspended {
+        0 => String::new(),
+        n => format!("; {n} suspended (left as they are)"),
+    };
     let _ = writeln!(
         out,
-        "\n{} {} to create, {} to update, {} to replace, {} to delete.",
+        "\n{} {} to create, {} to update, {} to replace, {} to delete{suspended}.",
         colour.paint(bold, "Plan:"),
         s.create,
         s.update,
@@ -115,7 +124,51 @@ pub fn human(plan: &Plan, colour: Colour) -> String {
     out
 }
 
-/// The backup outlook: due backups, retention deletions, and the next scheduled ones.
+/// The resources `suspend: true` pauses: what would be done to those that differ, in full (so
+/// drift stays visible), and one line for each of the others.
+fn render_suspended(out: &mut String, suspended: &[SuspendedChange], colour: Colour) {
+    if suspended.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        colour.paint(
+            Style::new().bold(),
+            "Suspended (`suspend: true`): ceso changes nothing here; what it would do otherwise:"
+        )
+    );
+    for entry in suspended.iter().filter(|s| s.differs()) {
+        out.push('\n');
+        render_change(out, &entry.change, Some(&entry.suspended_by), colour);
+    }
+    let unchanged: Vec<&SuspendedChange> = suspended.iter().filter(|s| !s.differs()).collect();
+    if !unchanged.is_empty() {
+        out.push('\n');
+    }
+    for entry in unchanged {
+        let change = &entry.change;
+        let matches = !change.undeclared && change.notes.is_empty();
+        let _ = writeln!(
+            out,
+            "    {} (host {}): suspended by {}{}",
+            change.address,
+            change.host,
+            entry.suspended_by,
+            if matches {
+                ", matches the manifests"
+            } else {
+                ""
+            }
+        );
+        for note in &change.notes {
+            let _ = writeln!(out, "      # {note}");
+        }
+    }
+}
+
+/// The backup outlook: due backups, retention deletions, the next scheduled ones, and the VMs
+/// whose backups are paused by `suspend: true`.
 fn render_backups(out: &mut String, backups: &super::backups::BackupOutlook, colour: Colour) {
     if backups.is_empty() {
         return;
@@ -166,21 +219,43 @@ fn render_backups(out: &mut String, backups: &super::backups::BackupOutlook, col
             time(&next.at)
         );
     }
+    for paused in &backups.suspended {
+        let _ = writeln!(
+            out,
+            "  paused:  {} (policy {}): suspended by {}, no backup is due",
+            paused.vm, paused.policy, paused.suspended_by
+        );
+    }
 }
 
-fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {
+/// One change; `suspended_by` names what suspends the resource, whose change is then only
+/// what would be done.
+fn render_change(
+    out: &mut String,
+    change: &ResourceChange,
+    suspended_by: Option<&str>,
+    colour: Colour,
+) {
     let style = style_of(change.action);
     let mut headline = format!(
-        "  # {} will be {} (host {})",
+        "  # {} {} {} (host {})",
         change.address,
+        if suspended_by.is_some() {
+            "would be"
+        } else {
+            "will be"
+        },
         change.action.verb(),
         change.host
     );
     if change.fields.iter().any(|f| f.drift) {
         headline.push_str(": it was changed outside ceso");
     }
+    if let Some(by) = suspended_by {
+        let _ = write!(headline, "; suspended by {by}");
+    }
     let _ = writeln!(out, "{}", colour.paint(Style::new().bold(), &headline));
-    if change.power_cycle {
+    if change.power_cycle && suspended_by.is_none() {
         let _ = writeln!(
             out,
             "  # the VM is shut down for this change (through VMware Tools; a hard power-off only where\n  # `shutdown.force` or --force-power-off allows it) and powered on again if declared on,\n  # even if the change fails"
@@ -191,9 +266,14 @@ fn render_change(out: &mut String, change: &ResourceChange, colour: Colour) {
     }
     let _ = writeln!(
         out,
-        "{} {}",
+        "{} {}{}",
         colour.paint(style, &format!("{:>3}", change.action.glyph())),
-        change.address
+        change.address,
+        if suspended_by.is_some() {
+            " (suspended: not changed)"
+        } else {
+            ""
+        }
     );
     let width = change
         .fields
