@@ -407,3 +407,34 @@ fn a_second_watch_on_the_same_state_file_is_refused() {
     );
     assert_eq!(watch.terminate(), 0);
 }
+
+#[test]
+fn a_suspended_vm_is_left_alone_by_watch_and_its_drift_reported() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", "256MiB", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    let web = find_vm(&sim, "web-01").unwrap();
+    inv.set_vms(&vm("web-01", "256MiB", "  suspend: true\n"));
+    set_memory_behind_cesos_back(&sim, &web.moref, 1024);
+
+    let mut watch = Watch::start(&inv, &sim, &["--apply", "--interval", "1h"]);
+    let first = watch.reconcile(1, Duration::from_secs(60));
+    assert_eq!(first["result"], "in_sync", "{first:#}");
+    assert_eq!(first["suspended"][0]["address"], "VirtualMachine/web-01");
+    assert!(first["message"].as_str().unwrap().contains("left alone"));
+    assert_eq!(find_vm(&sim, "web-01").unwrap().memory_mb, 1024);
+    let status = inv.ceso(&sim, &["status", "DIR"]);
+    assert!(
+        status.stdout().contains("Suspended: 1 resource(s)"),
+        "{}",
+        status.stdout()
+    );
+
+    // Resumed, the drift is corrected.
+    inv.set_vms(&vm("web-01", "256MiB", ""));
+    let resumed = watch.reconcile(2, Duration::from_secs(30));
+    assert_eq!(resumed["result"], "applied", "{resumed:#}");
+    assert_eq!(find_vm(&sim, "web-01").unwrap().memory_mb, 256);
+    assert_eq!(watch.terminate(), 0);
+}

@@ -1114,6 +1114,7 @@ fn restored_spec(
         guest_id: Some(record.config.guest_id.clone()).filter(|g| !g.is_empty()),
         datastore: original.as_ref().and_then(|s| s.datastore.clone()),
         protect: false,
+        suspend: false,
         cloud_init: original
             .as_ref()
             .and_then(|s| s.cloud_init.clone())

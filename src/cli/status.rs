@@ -34,6 +34,8 @@ struct Status {
     last_reconcile: Option<ReconcileRecord>,
     /// The changes the last reconcile found and did not apply.
     pending: Vec<PendingChange>,
+    /// Suspended resources that differ from their manifests (left alone).
+    suspended: Vec<PendingChange>,
     /// Due ones first, then by time.
     next_backups: Vec<NextBackup>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +75,10 @@ pub fn run(args: StatusArgs, state: &Path) -> Result<Outcome, CommandError> {
         pending: last_reconcile
             .as_ref()
             .map(|r| r.pending.clone())
+            .unwrap_or_default(),
+        suspended: last_reconcile
+            .as_ref()
+            .map(|r| r.suspended.clone())
             .unwrap_or_default(),
         last_reconcile,
         next_backups,
@@ -163,6 +169,16 @@ fn human(status: &Status) -> String {
             for field in &change.fields {
                 let _ = writeln!(out, "      {field}");
             }
+        }
+    }
+    if !status.suspended.is_empty() {
+        let _ = writeln!(
+            out,
+            "Suspended: {} resource(s) differ from their manifests, left alone",
+            status.suspended.len()
+        );
+        for change in &status.suspended {
+            let _ = writeln!(out, "  {} {}", change.action, change.address);
         }
     }
     if let Some(note) = &status.note {

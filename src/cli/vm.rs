@@ -197,6 +197,7 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
         guest_id: None,
         datastore: None,
         protect: false,
+        suspend: false,
         cloud_init: (!keys.is_empty()).then(|| CloudInitSpec {
             ssh_authorized_keys: keys,
             ..CloudInitSpec::default()
@@ -218,6 +219,16 @@ pub(super) async fn write_and_apply(
     restored: Option<apply::RestoredDisks>,
 ) -> Result<Outcome, CommandError> {
     let inventory = new_vm.inventory.as_path();
+    let loaded = load_inventory(inventory)?;
+    if loaded.hosts.get(&spec.host).is_some_and(|h| h.spec.suspend) {
+        return Err(CommandError::with_hint(
+            format!(
+                "host {:?} is suspended (suspend: true): ceso creates nothing on it",
+                spec.host
+            ),
+            "choose another host with --host, or resume this one first",
+        ));
+    }
     let document = Document {
         api_version: API_VERSION.to_owned(),
         kind: "VirtualMachine".to_owned(),
@@ -316,6 +327,7 @@ pub async fn clone(args: VmCloneArgs, state: &Path) -> Result<Outcome, CommandEr
         guest_id: None,
         datastore: None,
         protect: false,
+        suspend: false,
         cloud_init,
         annotation: None,
         shutdown: None,
@@ -345,6 +357,16 @@ pub async fn delete(args: VmDeleteArgs, state: &Path) -> Result<Outcome, Command
                 vm.file.display()
             ),
             "if deleting it is intended, set `protect: false`, apply that, then delete",
+        ));
+    }
+    let desired = crate::desired::DesiredState::from_inventory(&inventory);
+    if let Some(by) = desired.suspended.suspended_by(&args.name, &vm.spec.host) {
+        return Err(CommandError::with_hint(
+            format!(
+                "VM {:?} is suspended ({by} has suspend: true): ceso leaves it alone",
+                args.name
+            ),
+            "remove `suspend: true` (and apply that) first if deleting it is intended",
         ));
     }
     let file = vm.file.clone();

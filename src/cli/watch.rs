@@ -20,7 +20,7 @@ use super::{CommandError, Outcome};
 use crate::apply::DEFAULT_PARALLELISM;
 use crate::diagnostic::{Diagnostic, has_errors};
 use crate::manifest::{Inventory, load_valid_inventory};
-use crate::plan::{Action, DEFAULT_GUEST_IP_TIMEOUT_SECS, Plan, PlanOptions};
+use crate::plan::{Action, DEFAULT_GUEST_IP_TIMEOUT_SECS, Plan, PlanOptions, ResourceChange};
 use crate::state::{
     ApplyLock, BackupAttempt, LockHolder, PendingChange, ReconcileRecord, ReconcileResult,
     StateStore, WatcherRecord,
@@ -325,6 +325,7 @@ struct Reconciled {
     result: ReconcileResult,
     message: String,
     pending: Vec<PendingChange>,
+    suspended: Vec<PendingChange>,
     run_id: Option<String>,
     backups: Vec<BackupAttempt>,
     next_backup: Option<(Timestamp, String, String)>,
@@ -336,6 +337,7 @@ impl Reconciled {
             result,
             message: message.into(),
             pending: vec![],
+            suspended: vec![],
             run_id: None,
             backups: vec![],
             next_backup: None,
@@ -425,6 +427,7 @@ impl Controller<'_> {
             result: done.result,
             message: done.message.clone(),
             pending: done.pending.clone(),
+            suspended: done.suspended.clone(),
             run_id: done.run_id.clone(),
             backups: done.backups.clone(),
         };
@@ -454,6 +457,7 @@ impl Controller<'_> {
                 "mode": self.args.mode(),
                 "result": done.result,
                 "pending": done.pending,
+                "suspended": done.suspended,
                 "run_id": done.run_id,
                 "backups": done.backups,
                 "next_backup": done.next_backup.as_ref().map(|(at, vm, policy)| serde_json::json!({
@@ -565,6 +569,19 @@ impl Controller<'_> {
         } else {
             self.apply(trigger, plan, hosts, lock).await?
         };
+        done.suspended = summarize(
+            plan.suspended
+                .iter()
+                .filter(|s| s.differs())
+                .map(|s| &s.change),
+        );
+        if !done.suspended.is_empty() {
+            done.message = format!(
+                "{}; {} suspended resource(s) differ from their manifests (left alone)",
+                done.message,
+                done.suspended.len()
+            );
+        }
         if !self.args.no_backups && !self.stop_requested() {
             self.take_due_backups(setup, plan, hosts, lock, &mut done)
                 .await?;
@@ -742,10 +759,13 @@ fn take_lock(
 }
 
 /// The plan's changes, one line per field.
-pub(super) fn pending_changes(plan: &Plan) -> Vec<PendingChange> {
-    plan.changes
-        .iter()
-        .filter(|c| c.action != Action::NoOp)
+fn pending_changes(plan: &Plan) -> Vec<PendingChange> {
+    summarize(plan.changes.iter().filter(|c| c.action != Action::NoOp))
+}
+
+/// Changes as records: one line per field.
+fn summarize<'a>(changes: impl Iterator<Item = &'a ResourceChange>) -> Vec<PendingChange> {
+    changes
         .map(|c| PendingChange {
             address: c.address.clone(),
             action: format!("{:?}", c.action).to_lowercase(),

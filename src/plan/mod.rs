@@ -17,6 +17,6 @@ pub use diff::{
 pub use fingerprint::{VmFingerprint, differences, fingerprint, host_fingerprints};
 pub use model::{
     Action, FieldChange, ObservedFingerprints, PLAN_FORMAT_VERSION, Plan, ResourceChange, Step,
-    Summary, UnmanagedVm,
+    Summary, SuspendedChange, UnmanagedVm,
 };
 pub use stale::{stale_reasons, structure_problems};

@@ -51,6 +51,9 @@ pub struct ReconcileRecord {
     /// The changes the plan had that were not (or not all) applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingChange>,
+    /// Suspended resources (`suspend: true`) that differ from their manifests: left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<PendingChange>,
     /// The apply run it made, if any (`ceso audit show RUN`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
