@@ -3,7 +3,8 @@
 # examples/inventory/hosts.yaml pins, user root, VMware Tools emulation), imports a small
 # stand-in for Ubuntu's cloud image OVA as the template the example names, then validates, plans
 # and applies examples/inventory, plans again (no changes), and shows the VMs, the IP
-# allocations, takes, verifies and restores a backup of db-01, and shows the audit log.
+# allocations, takes, verifies and restores a backup of db-01, watches a copy of the inventory
+# while one of its manifests is edited (the change is applied), and shows the audit log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 esxsim=$(bash tests/setup.sh | tail -n 1)
@@ -90,6 +91,33 @@ step ceso backup verify "$backup_id" --inventory examples/inventory
 "$ceso" backup verify "$backup_id" --inventory examples/inventory
 step ceso backup restore "$backup_id" --inventory examples/inventory --yes
 "$ceso" backup restore "$backup_id" --inventory examples/inventory --yes
+# watch: a copy of the inventory (the same VMs, so in sync) watched with --apply; an edit of
+# web-01's memory is picked up and applied; SIGTERM stops it cleanly.
+cp -r examples/inventory "$run_dir/watched"
+step ceso watch inventory --apply --interval 1h --no-backups "  # in the background; then web-01's memory is edited"
+"$ceso" watch "$run_dir/watched" --apply --interval 1h --no-backups >"$run_dir/watch.out" 2>&1 &
+watcher=$!
+trap 'kill $watcher $sim 2>/dev/null; wait $watcher $sim 2>/dev/null; rm -rf "$run_dir"' EXIT
+wait_for_line() {
+  for _ in $(seq 600); do
+    grep -q "$1" "$run_dir/watch.out" && return 0
+    kill -0 $watcher 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$run_dir/watch.out" >&2
+  echo "demo: watch did not report: $1" >&2
+  exit 1
+}
+wait_for_line "reconcile (start)"
+sed -i '0,/memory: 4GiB/s//memory: 6GiB/' "$run_dir/watched/web.yaml"
+wait_for_line "reconcile (manifest changed: web.yaml)"
+kill -TERM $watcher
+status=0; wait $watcher || status=$?
+cat "$run_dir/watch.out"
+[ "$status" -eq 0 ] || { echo "demo: watch exited with $status after SIGTERM" >&2; exit 1; }
+grep -q "reconcile (manifest changed: web.yaml): applied" "$run_dir/watch.out" || { echo "demo: the edit was not applied" >&2; exit 1; }
+step ceso status inventory
+"$ceso" status "$run_dir/watched"
 step ceso audit list
 "$ceso" audit list
 echo

@@ -384,7 +384,12 @@ impl Controller<'_> {
             tokio::select! {
                 () = stopped(&self.stop) => return,
                 Some(path) = files.recv() => debounce.changed(path, Instant::now()),
-                () = until(debounce.deadline()) => next = Some(Trigger::ManifestChanged(debounce.take())),
+                () = until(debounce.deadline()) => {
+                    let changed = lasting_changes(&self.args.path, debounce.take());
+                    if !changed.is_empty() {
+                        next = Some(Trigger::ManifestChanged(changed));
+                    }
+                }
                 () = tokio::time::sleep_until(drift_check) => next = Some(Trigger::DriftCheck),
                 () = until(retry) => next = Some(Trigger::Retry { attempt: backoff.next_attempt() }),
                 () = until(backup.as_ref().map(|b| b.0)) => {
@@ -743,6 +748,26 @@ impl Controller<'_> {
             .map(|u| (u.at, u.vm, u.policy));
         Ok(())
     }
+}
+
+/// The changed paths that matter: those that exist now, and removed manifests. A temporary
+/// file that came and went (`sed -i`, an editor's swap file) changes nothing.
+fn lasting_changes(inventory: &Path, changed: Vec<PathBuf>) -> Vec<PathBuf> {
+    let base = if inventory.is_dir() {
+        inventory
+    } else {
+        inventory.parent().unwrap_or(inventory)
+    };
+    changed
+        .into_iter()
+        .filter(|path| {
+            let manifest = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            manifest || base.join(path).exists()
+        })
+        .collect()
 }
 
 /// The apply lock, taken the first time a reconcile needs it.
