@@ -130,6 +130,11 @@ apiVersion: ceso/v1
 kind: VirtualMachine
 metadata: { name: web-01 }
 spec: { host: esxi-01, cpu: 2, memory: 2GiB, backupPolicy: nightly }
+---
+apiVersion: ceso/v1
+kind: VirtualMachine
+metadata: { name: cache-01 }
+spec: { host: esxi-01, cpu: 1, memory: 1GiB, backupPolicy: nightly, suspend: true }
 "#;
 
 fn backup(vm: &str, taken: &str) -> BackupRecord {
@@ -155,7 +160,7 @@ fn backup(vm: &str, taken: &str) -> BackupRecord {
 }
 
 #[test]
-fn the_backup_outlook_lists_due_expiring_and_next_backups() {
+fn the_backup_outlook_lists_due_expiring_next_and_paused_backups() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("inventory.yaml"), INVENTORY_WITH_BACKUPS).expect("write");
     let (inventory, diagnostics) = ceso::manifest::load_inventory(dir.path());
@@ -173,6 +178,36 @@ fn the_backup_outlook_lists_due_expiring_and_next_backups() {
     let plan = diff(&desired, &observed(fake.observe_now()), &options, meta());
     assert!(!plan.has_changes());
     insta::assert_snapshot!("backups", markdown(&plan));
+}
+
+#[test]
+fn suspended_vms_show_what_would_be_done_without_counting_as_changes() {
+    let before = desired(
+        vec![
+            desired_vm("web-01", 2, 4, Power::On),
+            desired_vm("cache-01", 2, 2, Power::On),
+        ],
+        false,
+    );
+    let fake = converged(&before);
+    let mut after = desired(
+        vec![
+            desired_vm("web-01", 4, 8, Power::On),
+            desired_vm("cache-01", 2, 2, Power::On),
+            desired_vm("new-01", 1, 2, Power::Off),
+        ],
+        false,
+    );
+    after.suspended.vms.insert("web-01".into());
+    after.suspended.vms.insert("cache-01".into());
+    let plan = plan(&after, &fake.state.borrow(), false);
+    assert_eq!(plan.summary.suspended, 2);
+    let text = markdown(&plan);
+    assert!(
+        text.contains("## ceso plan: 1 to create, 0 to update, 0 to replace, 0 to delete; 2 suspended (left as they are)"),
+        "{text}"
+    );
+    insta::assert_snapshot!("suspended", text);
 }
 
 #[test]

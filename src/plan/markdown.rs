@@ -1,7 +1,7 @@
 //! The plan as Markdown, for a pull-request (GitHub) or merge-request (GitLab) comment: a
 //! heading with the summary, the errors and warnings, each resource's change with its fields
-//! (folded into a `<details>` element when long), what is kept, the steps, the backup outlook
-//! and the unmanaged VMs.
+//! (folded into a `<details>` element when long), what `suspend: true` leaves as it is, what is
+//! kept, the steps, the backup outlook and the unmanaged VMs.
 //!
 //! Every value that comes from the manifests or the hosts is written as a code span (literal:
 //! no Markdown, HTML, link or @mention inside) and ceso's own sentences are escaped, so nothing
@@ -12,7 +12,9 @@
 use std::fmt::Write as _;
 
 use super::backups::BackupOutlook;
-use super::model::{Action, FieldChange, Plan, ResourceChange, Step, Summary, UnmanagedVm};
+use super::model::{
+    Action, FieldChange, Plan, ResourceChange, Step, Summary, SuspendedChange, UnmanagedVm,
+};
 use crate::diagnostic::{Diagnostic, Severity, has_errors};
 
 /// The first line of every rendering (an HTML comment, invisible once rendered): a workflow
@@ -83,7 +85,15 @@ fn render(plan: &Plan, budget: usize) -> Document {
         doc.section(
             ("resource change", "resource changes"),
             "\n### Changes\n".to_owned(),
-            acting.iter().map(|c| resource_block(c)).collect(),
+            acting.iter().map(|c| resource_block(c, None)).collect(),
+            "",
+        );
+    }
+    if !plan.suspended.is_empty() {
+        doc.section(
+            ("suspended resource", "suspended resources"),
+            "\n### Suspended (`suspend: true`)\n\nceso changes nothing here; what it would do otherwise:\n".to_owned(),
+            suspended_blocks(&plan.suspended),
             "",
         );
     }
@@ -195,10 +205,18 @@ fn truncation_note(omitted: &[(Noun, usize)], limit: usize) -> String {
 }
 
 fn summary_sentence(summary: Summary) -> String {
-    format!(
+    let mut sentence = format!(
         "{} to create, {} to update, {} to replace, {} to delete",
         summary.create, summary.update, summary.replace, summary.delete
-    )
+    );
+    if summary.suspended > 0 {
+        let _ = write!(
+            sentence,
+            "; {} suspended (left as they are)",
+            summary.suspended
+        );
+    }
+    sentence
 }
 
 fn heading(plan: &Plan) -> String {
@@ -212,6 +230,10 @@ fn heading(plan: &Plan) -> String {
         ),
         (true, false) => writeln!(out, "## ❌ ceso plan has errors: nothing can be applied"),
         (false, true) => writeln!(out, "## ceso plan: {summary}"),
+        (false, false) if plan.suspended.iter().any(SuspendedChange::differs) => writeln!(
+            out,
+            "## ✅ ceso plan: no changes\n\nSuspended resources differ from the manifests (listed below): ceso leaves them as they are."
+        ),
         (false, false) => writeln!(
             out,
             "## ✅ ceso plan: no changes\n\nThe hosts match the manifests."
@@ -257,20 +279,34 @@ fn diagnostic_item(diagnostic: &Diagnostic) -> String {
     item
 }
 
-fn resource_block(change: &ResourceChange) -> String {
+/// One resource's change; `suspended_by` names what suspends the resource, whose change is then
+/// only what would be done.
+fn resource_block(change: &ResourceChange, suspended_by: Option<&str>) -> String {
     let mut out = format!(
-        "\n#### {} {} will be {} (host {})",
+        "\n#### {} {} {} {} (host {})",
         code(change.action.glyph(), Context::Line),
         code(&change.address, Context::Line),
+        if suspended_by.is_some() {
+            "would be"
+        } else {
+            "will be"
+        },
         change.action.verb(),
         code(&change.host, Context::Line)
     );
     if change.fields.iter().any(|f| f.drift) {
         out.push_str(": it was changed outside ceso");
     }
+    if let Some(by) = suspended_by {
+        let _ = write!(
+            out,
+            "; suspended by {}, not changed",
+            code(by, Context::Line)
+        );
+    }
     out.push_str("\n\n");
     let mut remarks = Vec::new();
-    if change.power_cycle {
+    if change.power_cycle && suspended_by.is_none() {
         remarks.push(
             "The VM is shut down for this change (through VMware Tools; a hard power-off only where `shutdown.force` or `--force-power-off` allows it) and powered on again if declared on, even if the change fails."
                 .to_owned(),
@@ -347,6 +383,37 @@ fn shown_value<'a>(field: &str, value: &'a str) -> &'a str {
     }
 }
 
+/// The suspended resources: those that differ in full (drift stays visible), then one line for
+/// each of the others.
+fn suspended_blocks(suspended: &[SuspendedChange]) -> Vec<String> {
+    let differing = suspended
+        .iter()
+        .filter(|s| s.differs())
+        .map(|s| resource_block(&s.change, Some(&s.suspended_by)));
+    let unchanged = suspended.iter().filter(|s| !s.differs()).enumerate();
+    let unchanged = unchanged.map(|(index, entry)| {
+        let change = &entry.change;
+        let matches = !change.undeclared && change.notes.is_empty();
+        let mut item = format!(
+            "{}- {} (host {}): suspended by {}{}\n",
+            if index == 0 { "\n" } else { "" },
+            code(&change.address, Context::Line),
+            code(&change.host, Context::Line),
+            code(&entry.suspended_by, Context::Line),
+            if matches {
+                ", matches the manifests"
+            } else {
+                ""
+            }
+        );
+        for note in &change.notes {
+            let _ = writeln!(item, "  - {}", prose(note, Context::Line));
+        }
+        item
+    });
+    differing.chain(unchanged).collect()
+}
+
 fn kept_item(change: &ResourceChange, note: &str) -> String {
     format!(
         "- {} (host {}): {}\n",
@@ -416,6 +483,14 @@ fn backup_rows(backups: &BackupOutlook) -> Vec<String> {
             cell(&next.vm),
             cell(&next.policy),
             time(&next.at)
+        ));
+    }
+    for paused in &backups.suspended {
+        rows.push(format!(
+            "| paused | {} | {} | suspended by {}, no backup is due |\n",
+            cell(&paused.vm),
+            cell(&paused.policy),
+            cell(&paused.suspended_by)
         ));
     }
     rows
