@@ -251,7 +251,7 @@ fn a_suspended_vm_that_would_find_no_address_is_a_warning_that_blocks_nothing() 
     );
     assert_eq!(
         plan.suspended[0].change.notes,
-        ["what would change is unknown: see the warnings below"]
+        ["what would change is unknown because of the warnings in the plan"]
     );
 }
 

@@ -25,10 +25,10 @@ use crate::manifest::{Power, ShutdownSpec, Size};
 pub const CREATE_VM: &str = "create VM";
 
 /// The note on a VM the plan leaves alone because of an error about it.
-const LEFT_ALONE: &str = "left as it is: see the errors below";
+const LEFT_ALONE: &str = "left as it is because of the errors in the plan";
 
 /// The same note for a suspended VM (its errors are warnings).
-const LEFT_ALONE_SUSPENDED: &str = "what would change is unknown: see the warnings below";
+const LEFT_ALONE_SUSPENDED: &str = "what would change is unknown because of the warnings in the plan";
 
 /// What every host looks like now, by host name.
 pub type ObservedState = BTreeMap<String, ObservedHost>;
