@@ -428,6 +428,7 @@ pub(super) async fn run_steps(
         run_id: &run.run_id,
         audit_failed: Cell::new(false),
         json_events: args.json_events,
+        display: super::progress::StepDisplay::new(args.json_events),
     };
     let report = execute(plan, hosts, usize::from(args.parallelism), &hook, stop).await;
     run.finished_at = Some(now());
@@ -490,6 +491,7 @@ struct AuditHook<'a> {
     audit_failed: Cell<bool>,
     /// Print step events as JSON lines.
     json_events: bool,
+    display: super::progress::StepDisplay,
 }
 
 impl AuditHook<'_> {
@@ -582,8 +584,14 @@ impl AuditHook<'_> {
                 line[key] = serde_json::Value::String(value);
             }
             println!("{line}");
+        } else if event == "step_started" {
+            self.display.started(
+                step.id,
+                format!("{}: {}", step.resource, step.description),
+                &text,
+            );
         } else {
-            println!("{text}");
+            self.display.ended(step.id, &text);
         }
     }
 }

@@ -99,3 +99,60 @@ impl TransferDisplay {
         }
     }
 }
+
+/// The running steps of an apply: on a terminal, a spinner with the elapsed time for each one
+/// above the lines of the steps that ended; otherwise one line per event.
+pub(super) struct StepDisplay {
+    multi: Option<indicatif::MultiProgress>,
+    running: Mutex<std::collections::BTreeMap<usize, ProgressBar>>,
+}
+
+impl StepDisplay {
+    /// Spinners when standard output is a terminal and `lines_only` is false.
+    pub(super) fn new(lines_only: bool) -> Self {
+        let multi = (!lines_only && std::io::stdout().is_terminal()).then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout())
+        });
+        StepDisplay {
+            multi,
+            running: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// A step started: its spinner, or `line`.
+    pub(super) fn started(&self, step: usize, message: String, line: &str) {
+        let Some(multi) = &self.multi else {
+            println!("{line}");
+            return;
+        };
+        let bar = multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(step, bar);
+    }
+
+    /// A step ended (or was skipped): its spinner goes, `line` stays.
+    pub(super) fn ended(&self, step: usize, line: &str) {
+        let Some(multi) = &self.multi else {
+            println!("{line}");
+            return;
+        };
+        if let Some(bar) = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&step)
+        {
+            bar.finish_and_clear();
+            multi.remove(&bar);
+        }
+        let _ = multi.println(line);
+    }
+}
