@@ -352,16 +352,7 @@ fn field_row(field: &FieldChange) -> Option<String> {
             .map(|v| code(shown_value(&field.field, v), Context::Cell))
             .unwrap_or_default()
     };
-    let mut remarks = Vec::new();
-    if field.forces_replacement {
-        remarks.push("forces replacement");
-    }
-    if field.requires_power_off {
-        remarks.push("requires power off");
-    }
-    if field.drift {
-        remarks.push("changed outside ceso");
-    }
+    let remarks = field.remarks();
     Some(format!(
         "| `{glyph}` | {} | {} | {} | {} |\n",
         code(&field.field, Context::Cell),

@@ -70,6 +70,21 @@ pub struct FieldChange {
     pub forces_replacement: bool,
 }
 
+impl FieldChange {
+    /// What the reviewer should know about this change, for the renderers: `forces
+    /// replacement`, `requires power off`, `changed outside ceso`.
+    pub fn remarks(&self) -> Vec<&'static str> {
+        [
+            (self.forces_replacement, "forces replacement"),
+            (self.requires_power_off, "requires power off"),
+            (self.drift, "changed outside ceso"),
+        ]
+        .into_iter()
+        .filter_map(|(applies, remark)| applies.then_some(remark))
+        .collect()
+    }
+}
+
 /// The planned change of one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceChange {

@@ -293,16 +293,7 @@ fn render_change(
             "-" => style_of(Action::Delete),
             _ => style_of(Action::Update),
         };
-        let mut remarks = Vec::new();
-        if field.forces_replacement {
-            remarks.push("forces replacement");
-        }
-        if field.requires_power_off {
-            remarks.push("requires power off");
-        }
-        if field.drift {
-            remarks.push("changed outside ceso");
-        }
+        let remarks = field.remarks();
         let remarks = if remarks.is_empty() {
             String::new()
         } else {

@@ -72,11 +72,16 @@ impl Drop for ApplyLock {
     }
 }
 
-/// The sidecar file of a state file: `<state>.lock`.
-fn lock_file_path(state: &Path) -> PathBuf {
+/// A sidecar file of a state file: `<state><suffix>`, e.g. `<state>.lock`.
+pub(super) fn sidecar(state: &Path, suffix: &str) -> PathBuf {
     let mut name = state.as_os_str().to_owned();
-    name.push(".lock");
+    name.push(suffix);
     PathBuf::from(name)
+}
+
+/// The sidecar file of the apply lock: `<state>.lock`.
+fn lock_file_path(state: &Path) -> PathBuf {
+    sidecar(state, ".lock")
 }
 
 /// What one attempt under a write transaction found.

@@ -133,9 +133,7 @@ impl Drop for WatchLock {
 
 /// The sidecar file of the watch lock: `<state>.watch.lock`.
 fn watch_lock_path(state: &Path) -> PathBuf {
-    let mut name = state.as_os_str().to_owned();
-    name.push(".watch.lock");
-    PathBuf::from(name)
+    super::lock::sidecar(state, ".watch.lock")
 }
 
 impl StateStore {
