@@ -2,17 +2,17 @@
 //! operator checks it (subject, issuer, validity, thumbprints) before pinning its SHA-256
 //! thumbprint in a `Host` manifest.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use x509_cert::Certificate;
+use x509_cert::der::Decode;
+use x509_cert::name::Name;
 
 use super::error::EsxiError;
-use super::transport::{error_chain, normalize_address, thumbprint_of};
+use super::transport::{
+    TrustMode, TrustState, colon_hex, error_chain, http_client, normalize_address, thumbprint_of,
+};
 
 /// Time allowed to connect and receive the certificate.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -33,7 +33,8 @@ pub struct HostCertificate {
 /// What the certificate says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFields {
-    /// Distinguished name of the subject, most specific first: `CN=esxi-01, O=VMware, C=US`.
+    /// Distinguished name of the subject, most specific first (RFC 4514, each relative name
+    /// separated by `, `): `CN=esxi-01, O=VMware\, Inc., C=US`.
     pub subject: String,
     /// Distinguished name of the issuer, in the same form.
     pub issuer: String,
@@ -50,7 +51,7 @@ impl HostCertificate {
         Self {
             thumbprint: thumbprint_of(der),
             thumbprint_sha1: colon_hex(sha1.as_ref()),
-            fields: der::certificate_fields(der),
+            fields: CertificateFields::from_der(der),
         }
     }
 
@@ -60,13 +61,45 @@ impl HostCertificate {
     }
 }
 
-/// `AB:CD:...`, as thumbprints are written.
-fn colon_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+impl CertificateFields {
+    /// Subject, issuer and validity of a DER-encoded X.509 certificate; `None` if it is not one.
+    fn from_der(der: &[u8]) -> Option<Self> {
+        let certificate = Certificate::from_der(der).ok()?;
+        let tbs = certificate.tbs_certificate();
+        let timestamp = |time: x509_cert::time::Time| {
+            let seconds = i64::try_from(time.to_unix_duration().as_secs()).ok()?;
+            Timestamp::from_second(seconds).ok()
+        };
+        Some(Self {
+            subject: distinguished_name(tbs.subject()),
+            issuer: distinguished_name(tbs.issuer()),
+            not_before: timestamp(tbs.validity().not_before)?,
+            not_after: timestamp(tbs.validity().not_after)?,
+        })
+    }
+}
+
+/// `subject CN=esxi-01; issuer CN=esxi-01; valid from 2026-01-05 10:00:00 UTC to ...`
+impl std::fmt::Display for CertificateFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let utc = |timestamp: Timestamp| timestamp.strftime("%Y-%m-%d %H:%M:%S UTC");
+        write!(
+            f,
+            "subject {}; issuer {}; valid from {} to {}",
+            self.subject,
+            self.issuer,
+            utc(self.not_before),
+            utc(self.not_after)
+        )
+    }
+}
+
+/// A name as RFC 4514 writes it (most specific first, values escaped), with `, ` between the
+/// relative names for reading.
+fn distinguished_name(name: &Name) -> String {
+    let mut relative_names: Vec<String> = name.iter_rdn().map(ToString::to_string).collect();
+    relative_names.reverse();
+    relative_names.join(", ")
 }
 
 /// Connects to the host (`HOST`, `HOST:PORT` or `https://HOST[:PORT]`, as `Host` manifests
@@ -84,325 +117,13 @@ pub async fn fetch_certificate(address: &str) -> Result<HostCertificate, EsxiErr
         address: url.to_string(),
         message,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let captured = Arc::new(Mutex::new(None));
-    let verifier = CapturingVerifier {
-        captured: Arc::clone(&captured),
-        provider: Arc::clone(&provider),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| network(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ceso/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(FETCH_TIMEOUT)
-        .timeout(FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_preconfigured(config)
-        .http1_only()
-        .build()
-        .map_err(|e| network(error_chain(&e)))?;
+    let trust = TrustState::new(TrustMode::Probe);
+    let http = http_client(&trust, FETCH_TIMEOUT, FETCH_TIMEOUT).map_err(network)?;
     let result = http.get(url.clone()).send().await;
-    let der = captured
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    match (der, result) {
+    match (trust.seen_certificate(), result) {
         (Some(der), _) => Ok(HostCertificate::from_der(&der)),
         (None, Err(e)) => Err(network(error_chain(&e))),
         (None, Ok(_)) => Err(network("the host presented no certificate".to_owned())),
-    }
-}
-
-/// Keeps the leaf certificate and refuses the handshake: only the certificate is wanted.
-#[derive(Debug)]
-struct CapturingVerifier {
-    captured: Arc<Mutex<Option<Vec<u8>>>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for CapturingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.captured.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(end_entity.as_ref().to_vec());
-        Err(rustls::Error::General(
-            "certificate fetched; the connection is not used".into(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Just enough DER to read a certificate's subject, issuer and validity (RFC 5280 §4.1).
-mod der {
-    use jiff::Timestamp;
-    use jiff::civil::DateTime;
-    use jiff::tz::TimeZone;
-
-    use super::CertificateFields;
-
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const INTEGER: u8 = 0x02;
-    const OBJECT_IDENTIFIER: u8 = 0x06;
-    const EXPLICIT_VERSION: u8 = 0xA0;
-    const UTC_TIME: u8 = 0x17;
-    const GENERALIZED_TIME: u8 = 0x18;
-
-    /// Reads tag-length-value elements one after the other.
-    struct Reader<'a>(&'a [u8]);
-
-    impl<'a> Reader<'a> {
-        /// The next element's tag and contents.
-        fn next(&mut self) -> Option<(u8, &'a [u8])> {
-            let (&tag, rest) = self.0.split_first()?;
-            let (&first, rest) = rest.split_first()?;
-            let (length, rest) = if first < 0x80 {
-                (usize::from(first), rest)
-            } else {
-                // Long form; 0x80 (indefinite length) is not DER.
-                let count = usize::from(first & 0x7F);
-                if count == 0 || count > 4 || rest.len() < count {
-                    return None;
-                }
-                let (digits, rest) = rest.split_at(count);
-                let length = digits
-                    .iter()
-                    .fold(0usize, |n, &b| (n << 8) | usize::from(b));
-                (length, rest)
-            };
-            if rest.len() < length {
-                return None;
-            }
-            let (contents, rest) = rest.split_at(length);
-            self.0 = rest;
-            Some((tag, contents))
-        }
-
-        /// The next element's contents if it has `tag`.
-        fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
-            self.next().filter(|(t, _)| *t == tag).map(|(_, c)| c)
-        }
-
-        fn peek_tag(&self) -> Option<u8> {
-            self.0.first().copied()
-        }
-    }
-
-    /// Subject, issuer and validity of a DER certificate; `None` if it is not one.
-    pub(super) fn certificate_fields(der: &[u8]) -> Option<CertificateFields> {
-        let certificate = Reader(der).expect(SEQUENCE)?;
-        let mut tbs = Reader(Reader(certificate).expect(SEQUENCE)?);
-        if tbs.peek_tag() == Some(EXPLICIT_VERSION) {
-            tbs.next()?;
-        }
-        tbs.expect(INTEGER)?; // serial number
-        tbs.expect(SEQUENCE)?; // signature algorithm
-        let issuer = name(tbs.expect(SEQUENCE)?)?;
-        let mut validity = Reader(tbs.expect(SEQUENCE)?);
-        let not_before = time(validity.next()?)?;
-        let not_after = time(validity.next()?)?;
-        let subject = name(tbs.expect(SEQUENCE)?)?;
-        Some(CertificateFields {
-            subject,
-            issuer,
-            not_before,
-            not_after,
-        })
-    }
-
-    /// A distinguished name as RFC 4514 writes it (most specific first), `, `-separated.
-    fn name(contents: &[u8]) -> Option<String> {
-        let mut relative_names = Vec::new();
-        let mut sets = Reader(contents);
-        while sets.peek_tag().is_some() {
-            let mut attributes = Reader(sets.expect(SET)?);
-            let mut parts = Vec::new();
-            while attributes.peek_tag().is_some() {
-                let mut attribute = Reader(attributes.expect(SEQUENCE)?);
-                let oid = attribute.expect(OBJECT_IDENTIFIER)?;
-                let (tag, value) = attribute.next()?;
-                parts.push(format!("{}={}", attribute_name(oid)?, string(tag, value)));
-            }
-            relative_names.push(parts.join("+"));
-        }
-        relative_names.reverse();
-        Some(relative_names.join(", "))
-    }
-
-    /// The short name of an attribute type, or its dotted OID.
-    fn attribute_name(oid: &[u8]) -> Option<String> {
-        let dotted = dotted_oid(oid)?;
-        let short = match dotted.as_str() {
-            "2.5.4.3" => "CN",
-            "2.5.4.5" => "serialNumber",
-            "2.5.4.6" => "C",
-            "2.5.4.7" => "L",
-            "2.5.4.8" => "ST",
-            "2.5.4.9" => "street",
-            "2.5.4.10" => "O",
-            "2.5.4.11" => "OU",
-            "1.2.840.113549.1.9.1" => "emailAddress",
-            "1.2.840.113549.1.9.2" => "unstructuredName",
-            "0.9.2342.19200300.100.1.1" => "UID",
-            "0.9.2342.19200300.100.1.25" => "DC",
-            _ => return Some(dotted),
-        };
-        Some(short.to_owned())
-    }
-
-    fn dotted_oid(contents: &[u8]) -> Option<String> {
-        let mut arcs = Vec::new();
-        let mut value: u64 = 0;
-        for &byte in contents {
-            value = value.checked_mul(128)? | u64::from(byte & 0x7F);
-            if byte & 0x80 == 0 {
-                arcs.push(value);
-                value = 0;
-            }
-        }
-        let (&first, rest) = arcs.split_first()?;
-        let (a, b) = match first {
-            0..40 => (0, first),
-            40..80 => (1, first - 40),
-            _ => (2, first - 80),
-        };
-        let mut dotted = format!("{a}.{b}");
-        for arc in rest {
-            dotted.push_str(&format!(".{arc}"));
-        }
-        Some(dotted)
-    }
-
-    /// An attribute value: the directory string types as text, anything else as `#hex`.
-    fn string(tag: u8, value: &[u8]) -> String {
-        match tag {
-            // UTF8String, PrintableString, IA5String, VisibleString
-            0x0C | 0x13 | 0x16 | 0x1A => String::from_utf8_lossy(value).into_owned(),
-            // TeletexString, in practice Latin-1
-            0x14 => value.iter().map(|&b| char::from(b)).collect(),
-            // BMPString: UTF-16BE
-            0x1E => {
-                let units: Vec<u16> = value
-                    .chunks_exact(2)
-                    .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-                    .collect();
-                String::from_utf16_lossy(&units)
-            }
-            _ => format!("#{}", hex::encode(value)),
-        }
-    }
-
-    /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`), as DER writes them.
-    fn time((tag, contents): (u8, &[u8])) -> Option<Timestamp> {
-        let text = std::str::from_utf8(contents).ok()?.strip_suffix('Z')?;
-        let full = match (tag, text.len()) {
-            (UTC_TIME, 12) => {
-                // RFC 5280: YY of 50 and above is 19YY, below 50 is 20YY.
-                let century = if text < "50" { "20" } else { "19" };
-                format!("{century}{text}")
-            }
-            (GENERALIZED_TIME, 14) => text.to_owned(),
-            _ => return None,
-        };
-        if !full.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let field = |range: std::ops::Range<usize>| full[range].parse::<i16>().ok();
-        let month = i8::try_from(field(4..6)?).ok()?;
-        let day = i8::try_from(field(6..8)?).ok()?;
-        let hour = i8::try_from(field(8..10)?).ok()?;
-        let minute = i8::try_from(field(10..12)?).ok()?;
-        let second = i8::try_from(field(12..14)?).ok()?;
-        let datetime = DateTime::new(field(0..4)?, month, day, hour, minute, second, 0).ok()?;
-        Some(datetime.to_zoned(TimeZone::UTC).ok()?.timestamp())
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn times_of_both_encodings_are_read() {
-            let utc = time((UTC_TIME, b"261127094917Z")).expect("utc time");
-            assert_eq!(utc.to_string(), "2026-11-27T09:49:17Z");
-            let old = time((UTC_TIME, b"990101000000Z")).expect("utc time");
-            assert_eq!(old.to_string(), "1999-01-01T00:00:00Z");
-            let generalized = time((GENERALIZED_TIME, b"21261103094917Z")).expect("generalized");
-            assert_eq!(generalized.to_string(), "2126-11-03T09:49:17Z");
-            assert_eq!(time((UTC_TIME, b"261327094917Z")), None, "month 13");
-            assert_eq!(time((UTC_TIME, b"2611270949Z")), None, "no seconds");
-            assert_eq!(time((UTC_TIME, b"261127094917+0100")), None, "not UTC");
-        }
-
-        #[test]
-        fn object_identifiers_are_dotted() {
-            assert_eq!(dotted_oid(&[0x55, 0x04, 0x03]).as_deref(), Some("2.5.4.3"));
-            assert_eq!(
-                dotted_oid(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x01]).as_deref(),
-                Some("1.2.840.113549.1.9.1")
-            );
-            assert_eq!(dotted_oid(&[]), None);
-        }
-
-        #[test]
-        fn truncated_elements_are_refused() {
-            assert_eq!(Reader(&[SEQUENCE, 0x05, 0x01]).next(), None);
-            assert_eq!(Reader(&[SEQUENCE, 0x80]).next(), None, "indefinite length");
-            assert_eq!(Reader(&[SEQUENCE, 0x82, 0x01]).next(), None);
-            let long = [&[SEQUENCE, 0x81, 0x02][..], &[7, 8]].concat();
-            assert_eq!(Reader(&long).next(), Some((SEQUENCE, &[7u8, 8][..])));
-        }
-
-        #[test]
-        fn strings_of_every_directory_type_are_text() {
-            assert_eq!(string(0x0C, "Zürich".as_bytes()), "Zürich");
-            assert_eq!(string(0x14, &[0x5A, 0xFC]), "Zü");
-            assert_eq!(string(0x1E, &[0x00, 0x5A, 0x00, 0xFC]), "Zü");
-            assert_eq!(string(0x04, &[0xAB, 0x01]), "#ab01");
-        }
     }
 }
 
@@ -439,6 +160,66 @@ mod tests {
         assert_eq!(fields.not_before.to_string(), "2026-11-27T09:49:17Z");
         assert_eq!(fields.not_after.to_string(), "2126-11-03T09:49:17Z");
         assert!(certificate.is_self_signed());
+    }
+
+    /// A version 1 certificate shaped like ESXi's default one (a `+`-joined relative name, a
+    /// comma in a value, UTF-8, GeneralizedTime after 2049), issued by `CN=Lab CA, O=Lab`.
+    /// Attribute names are x509-cert's RFC 4514 keywords (upper case; `EMAIL`,
+    /// `PKCS-9-AT-UNSTRUCTUREDNAME`).
+    const ISSUED_BY_A_CA: &str = "\
+-----BEGIN CERTIFICATE-----
+MIICDTCCAbQCFGJ39bEv9CazO/mrsNC8/R0BebwkMAoGCCqGSM49BAMCMB8xDDAK
+BgNVBAoMA0xhYjEPMA0GA1UEAwwGTGFiIENBMCAXDTI2MTEyNzE3MDYxMFoYDzIx
+MjYxMTAzMTcwNjEwWjCB8TELMAkGA1UEBhMCVVMxEzARBgNVBAgMCkNhbGlmb3Ju
+aWExEjAQBgNVBAcMCVBhbG8gQWx0bzEVMBMGA1UECgwMVk13YXJlLCBJbmMuMS4w
+LAYDVQQLDCVWTXdhcmUgRVNYIFNlcnZlciBEZWZhdWx0IENlcnRpZmljYXRlMSow
+KAYJKoZIhvcNAQkBFhtzc2wtY2VydGlmaWNhdGVzQHZtd2FyZS5jb20xNDAWBgkq
+hkiG9w0BCQIMCTEyMzQtNTY3ODAaBgNVBAMME2VzeGktMDEubGFiLmV4YW1wbGUx
+EDAOBgNVBAcMB1rDvHJpY2gwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASb//nH
+bVsejO919Lv67ijbiOJq6hJQGm7SiH3xhc8AIZTu5Naj0Y7Jj4m5yliJTwodhvuP
+EjL4njiyZdKDUhtTMAoGCCqGSM49BAMCA0cAMEQCIBck94VtGXVPaLBh9zl9xBaI
+fpaVtqwfyWUrv5RPryL7AiAP0QNe4mSrufFc8nIqZoBK7HpR16l5zXzThynLeoC3
+6A==
+-----END CERTIFICATE-----";
+
+    #[test]
+    fn names_are_written_most_specific_first_with_rfc_4514_escapes() {
+        let body: String = ISSUED_BY_A_CA
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("PEM body is base64");
+        let certificate = HostCertificate::from_der(&der);
+        // `openssl x509 -noout -fingerprint -sha256` (-sha1)
+        assert_eq!(
+            certificate.thumbprint,
+            "6C:FC:F3:0C:03:BB:F0:AA:D3:91:4B:EC:82:4B:83:69:58:54:BC:90:21:2E:59:C7:A0:0C:0A:83:6F:B2:BC:72"
+        );
+        assert_eq!(
+            certificate.thumbprint_sha1,
+            "30:0F:4F:7F:32:3B:71:A5:D0:08:BE:05:8B:DE:F3:B4:04:24:47:CB"
+        );
+        let fields = certificate.fields.as_ref().expect("decoded");
+        assert_eq!(
+            fields.subject,
+            "L=Zürich, PKCS-9-AT-UNSTRUCTUREDNAME=1234-5678+CN=esxi-01.lab.example, \
+             EMAIL=ssl-certificates@vmware.com, OU=VMware ESX Server Default Certificate, \
+             O=VMware\\, Inc., L=Palo Alto, ST=California, C=US"
+        );
+        assert_eq!(fields.issuer, "CN=Lab CA, O=Lab");
+        assert_eq!(fields.not_before.to_string(), "2026-11-27T17:06:10Z");
+        assert_eq!(fields.not_after.to_string(), "2126-11-03T17:06:10Z");
+        assert!(!certificate.is_self_signed());
+        assert_eq!(
+            fields.to_string(),
+            format!(
+                "subject {}; issuer CN=Lab CA, O=Lab; valid from 2026-11-27 17:06:10 UTC to \
+                 2126-11-03 17:06:10 UTC",
+                fields.subject
+            )
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::certificate::CertificateFields;
+
 /// Everything that can go wrong talking to an ESXi host.
 ///
 /// No variant ever holds the password.
@@ -41,24 +43,29 @@ pub enum EsxiError {
     /// Neither a thumbprint nor `insecure` is configured: the host's identity cannot be checked.
     #[error(
         "no trust configured for {address}: the host presented a certificate with SHA-256 \
-         thumbprint {actual}. Verify it out of band (DCUI / host console, or `{hint}`) and set \
-         `thumbprint: \"{actual}\"`, or set `insecure: true` to skip verification (not recommended)",
-        hint = openssl_hint(.address)
+         thumbprint {actual}{described}. Verify it out of band (DCUI / host console, or \
+         `{hint}`) and set `thumbprint: \"{actual}\"`, or set `insecure: true` to skip \
+         verification (not recommended)",
+        hint = openssl_hint(.address),
+        described = described(.certificate)
     )]
     NoTrust {
         /// The normalized URL of the host.
         address: String,
         /// The SHA-256 thumbprint the host presented, `AB:CD:...`.
         actual: String,
+        /// Subject, issuer and validity of the certificate presented, when it could be decoded.
+        certificate: Option<Box<CertificateFields>>,
     },
 
     /// The host's certificate does not match the pinned thumbprint.
     #[error(
         "certificate of {address} does NOT match the pinned thumbprint: expected {expected}, got \
-         {actual}. The host may be an impostor (man-in-the-middle), or its certificate was \
-         regenerated. Check the real thumbprint on the host (DCUI / console, or `{hint}`) and \
+         {actual}{described}. The host may be an impostor (man-in-the-middle), or its \
+         certificate was regenerated. Check the real thumbprint on the host (DCUI / console, or `{hint}`) and \
          update `thumbprint` only if they match",
-        hint = openssl_hint(.address)
+        hint = openssl_hint(.address),
+        described = described(.certificate)
     )]
     ThumbprintMismatch {
         /// The normalized URL of the host.
@@ -67,6 +74,8 @@ pub enum EsxiError {
         expected: String,
         /// The thumbprint the host presented, `AB:CD:...`.
         actual: String,
+        /// Subject, issuer and validity of the certificate presented, when it could be decoded.
+        certificate: Option<Box<CertificateFields>>,
     },
 
     /// Connecting or talking HTTP failed (DNS, refused, TLS, timeout, reset).
@@ -318,6 +327,14 @@ fn guest_ip_timeout_message(
     )
 }
 
+/// ` (subject ...; issuer ...; valid from ... to ...)`, or nothing when the certificate could not
+/// be decoded.
+fn described(certificate: &Option<Box<CertificateFields>>) -> String {
+    certificate
+        .as_ref()
+        .map_or_else(String::new, |fields| format!(" ({fields})"))
+}
+
 /// The command an operator can run to see a host's SHA-256 thumbprint.
 fn openssl_hint(address: &str) -> String {
     let hostport = reqwest::Url::parse(address)
@@ -360,6 +377,7 @@ mod tests {
             address: "https://esxi-01/sdk".into(),
             expected: "AA:BB".into(),
             actual: "CC:DD".into(),
+            certificate: None,
         };
         let s = e.to_string();
         assert!(s.contains("impostor"), "{s}");
@@ -377,10 +395,48 @@ mod tests {
         let e = EsxiError::NoTrust {
             address: "https://127.0.0.1:8989/sdk".into(),
             actual: "AB:CD".into(),
+            certificate: None,
         };
         let s = e.to_string();
+        assert!(
+            s.contains("a certificate with SHA-256 thumbprint AB:CD. Verify"),
+            "{s}"
+        );
         assert!(s.contains("thumbprint: \"AB:CD\""), "{s}");
         assert!(s.contains("-connect 127.0.0.1:8989"), "{s}");
+    }
+
+    #[test]
+    fn the_certificate_presented_is_described_when_it_was_decoded() {
+        let fields = CertificateFields {
+            subject: "CN=esxi-01".into(),
+            issuer: "CN=esxi-01".into(),
+            not_before: "2026-01-05T10:00:00Z".parse().expect("timestamp"),
+            not_after: "2036-01-05T10:00:00Z".parse().expect("timestamp"),
+        };
+        let described = " (subject CN=esxi-01; issuer CN=esxi-01; valid from 2026-01-05 \
+                         10:00:00 UTC to 2036-01-05 10:00:00 UTC).";
+        let no_trust = EsxiError::NoTrust {
+            address: "https://esxi-01/sdk".into(),
+            actual: "AB:CD".into(),
+            certificate: Some(Box::new(fields.clone())),
+        }
+        .to_string();
+        assert!(
+            no_trust.contains(&format!("thumbprint AB:CD{described}")),
+            "{no_trust}"
+        );
+        let mismatch = EsxiError::ThumbprintMismatch {
+            address: "https://esxi-01/sdk".into(),
+            expected: "AA:BB".into(),
+            actual: "CC:DD".into(),
+            certificate: Some(Box::new(fields)),
+        }
+        .to_string();
+        assert!(
+            mismatch.contains(&format!("expected AA:BB, got CC:DD{described}")),
+            "{mismatch}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::certificate::HostCertificate;
 use super::envelope::{Reply, envelope, unwrap_body};
 use super::error::EsxiError;
 use super::xml::{Detach, parse_detaching};
@@ -27,16 +28,36 @@ pub(crate) enum TrustMode {
     Pinned(String),
     /// Accept any certificate (explicit opt-out).
     Insecure,
-    /// No trust configured: record the thumbprint and abort the handshake.
+    /// No trust configured (or only the certificate wanted): record the certificate and abort
+    /// the handshake.
     Probe,
 }
 
-/// Shared between the verifier (inside rustls) and the transport (to explain failures).
+/// Shared between the verifier (inside rustls) and whoever made the connection (to explain a
+/// refused certificate, or to read the certificate a probe fetched).
 #[derive(Debug)]
-struct TrustState {
+pub(crate) struct TrustState {
     mode: TrustMode,
-    /// Thumbprint of the last leaf certificate seen in a handshake.
-    seen: Mutex<Option<String>>,
+    /// DER of the last leaf certificate seen in a handshake.
+    seen: Mutex<Option<Vec<u8>>>,
+}
+
+impl TrustState {
+    /// Trust as `mode` says, no certificate seen yet.
+    pub(crate) fn new(mode: TrustMode) -> Arc<Self> {
+        Arc::new(Self {
+            mode,
+            seen: Mutex::new(None),
+        })
+    }
+
+    /// DER of the last leaf certificate the host presented, if a handshake got that far.
+    pub(crate) fn seen_certificate(&self) -> Option<Vec<u8>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// A rustls verifier that pins the SHA-256 of the leaf certificate and still checks the
@@ -56,15 +77,14 @@ impl ServerCertVerifier for PinningVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = thumbprint_of(end_entity.as_ref());
         *self
             .state
             .seen
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(actual.clone());
+            .unwrap_or_else(PoisonError::into_inner) = Some(end_entity.as_ref().to_vec());
         match &self.state.mode {
             TrustMode::Insecure => Ok(ServerCertVerified::assertion()),
-            TrustMode::Pinned(expected) if *expected == actual => {
+            TrustMode::Pinned(expected) if *expected == thumbprint_of(end_entity.as_ref()) => {
                 Ok(ServerCertVerified::assertion())
             }
             TrustMode::Pinned(_) => Err(rustls::Error::General(
@@ -114,10 +134,11 @@ impl ServerCertVerifier for PinningVerifier {
 /// SHA-256 of DER bytes as `AB:CD:...`.
 pub(crate) fn thumbprint_of(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    format_hex(digest.as_ref())
+    colon_hex(digest.as_ref())
 }
 
-fn format_hex(bytes: &[u8]) -> String {
+/// Bytes as thumbprints are written: uppercase hex pairs joined by colons, `AB:CD:...`.
+pub(crate) fn colon_hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -153,7 +174,7 @@ pub fn normalize_thumbprint(input: &str) -> Result<String, EsxiError> {
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
         .collect::<Result<_, _>>()
         .map_err(|_| invalid("not hexadecimal"))?;
-    Ok(format_hex(&bytes))
+    Ok(colon_hex(&bytes))
 }
 
 /// Parses and normalizes the configured address into the `/sdk` URL.
@@ -209,6 +230,37 @@ pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An HTTP client whose TLS trusts the host's certificate as `trust` says (and records it
+/// there). reqwest (rustls without a process-wide provider) needs this configuration even for
+/// plain http, where it is simply never used. The error is the reason, for the caller's
+/// [`EsxiError::Network`].
+pub(crate) fn http_client(
+    trust: &Arc<TrustState>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinningVerifier {
+        state: Arc::clone(trust),
+        provider: Arc::clone(&provider),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .user_agent(concat!("ceso/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(config)
+        .http1_only()
+        .build()
+        .map_err(|e| error_chain(&e))
+}
+
 /// The HTTP side of the client.
 pub(crate) struct Transport {
     http: reqwest::Client,
@@ -240,32 +292,8 @@ impl Transport {
             address: address.clone(),
             message,
         };
-        // reqwest (rustls without a process-wide provider) needs a TLS configuration even for
-        // plain http, where it is simply never used.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let state = Arc::new(TrustState {
-            mode: trust,
-            seen: Mutex::new(None),
-        });
-        let verifier = PinningVerifier {
-            state: Arc::clone(&state),
-            provider: Arc::clone(&provider),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| network(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ceso/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_backend_preconfigured(config)
-            .http1_only()
-            .build()
-            .map_err(|e| network(error_chain(&e)))?;
+        let state = TrustState::new(trust);
+        let http = http_client(&state, CONNECT_TIMEOUT, REQUEST_TIMEOUT).map_err(network)?;
         let state = (url.scheme() == "https").then_some(state);
         Ok(Self {
             http,
@@ -424,24 +452,24 @@ impl Transport {
 
     /// Explains a failed request: a thumbprint problem if the verifier saw one, else the chain.
     pub fn map_send_error(&self, e: &reqwest::Error) -> EsxiError {
-        if let Some(state) = &self.trust {
-            let seen = state
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            match (&state.mode, seen) {
-                (TrustMode::Pinned(expected), Some(actual)) if *expected != actual => {
+        if let Some(state) = &self.trust
+            && let Some(der) = state.seen_certificate()
+        {
+            let presented = HostCertificate::from_der(&der);
+            match &state.mode {
+                TrustMode::Pinned(expected) if *expected != presented.thumbprint => {
                     return EsxiError::ThumbprintMismatch {
                         address: self.address.clone(),
                         expected: expected.clone(),
-                        actual,
+                        actual: presented.thumbprint,
+                        certificate: presented.fields.map(Box::new),
                     };
                 }
-                (TrustMode::Probe, Some(actual)) => {
+                TrustMode::Probe => {
                     return EsxiError::NoTrust {
                         address: self.address.clone(),
-                        actual,
+                        actual: presented.thumbprint,
+                        certificate: presented.fields.map(Box::new),
                     };
                 }
                 _ => {}
