@@ -1,7 +1,7 @@
 //! `ceso init DIR --host ADDRESS`: the real `ceso` binary against the ESXi simulator. It shows
 //! the certificate the host presents, pins its thumbprint only once confirmed, and writes an
 //! inventory that validates, plans, and (after the template is imported as the printed steps
-//! say) applies.
+//! say, which replaces the placeholder) applies.
 
 mod support;
 
@@ -178,16 +178,16 @@ fn init_writes_an_inventory_whose_printed_next_steps_lead_to_a_first_apply() {
         early.stderr()
     );
 
-    // Import the template as the steps say (a small stand-in for Ubuntu's OVA).
+    // Import the template as the steps say (a small stand-in for Ubuntu's OVA): the import
+    // replaces the placeholder, nothing to remove first.
     let ova = support::ova::build_ova(
         inventory.dir.path(),
         "ubuntu-24.04-server-cloudimg-amd64",
         4 << 20,
         "efi",
     );
-    std::fs::remove_file(inventory.path().join("templates/ubuntu-24.04.yaml")).expect("rm");
     let ova = ova.display().to_string();
-    in_inventory(
+    let import = in_inventory(
         &inventory,
         &sim,
         &[
@@ -201,8 +201,22 @@ fn init_writes_an_inventory_whose_printed_next_steps_lead_to_a_first_apply() {
             "--inventory",
             ".",
         ],
-    )
-    .expect(0);
+    );
+    import.expect(0);
+    assert!(
+        import.stdout().contains(
+            "Replaced the placeholder ./templates/ubuntu-24.04.yaml that `ceso init` wrote."
+        ),
+        "{}",
+        import.stdout()
+    );
+    let template = std::fs::read_to_string(inventory.path().join("templates/ubuntu-24.04.yaml"))
+        .expect("template");
+    assert!(
+        template.contains("# Written by `ceso template import")
+            && !template.contains("Placeholder"),
+        "{template}"
+    );
 
     let plan = in_inventory(&inventory, &sim, &["plan", "."]);
     plan.expect(2);
@@ -233,7 +247,6 @@ fn init_on_a_host_that_holds_the_template_writes_its_manifest_and_plans_right_aw
     let first = workspace();
     init(&first, &sim, &["--yes"]).expect(0);
     let ova = support::ova::build_ova(first.dir.path(), "ubuntu-cloudimg", 4 << 20, "efi");
-    std::fs::remove_file(first.path().join("templates/ubuntu-24.04.yaml")).expect("rm");
     first
         .ceso(
             &sim,

@@ -26,8 +26,9 @@ const TEMPLATE_NAME: &str = "ubuntu-24.04";
 const OVA_FILE: &str = "ubuntu-24.04-server-cloudimg-amd64.ova";
 const OVA_URL: &str =
     "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.ova";
-/// The first line of the comment of a Template manifest written before the import.
-const PLACEHOLDER_MARKER: &str = "# Placeholder written by `ceso init`";
+/// The first line of the comment of a Template manifest written before the import: `ceso
+/// template import` replaces a manifest that has it.
+pub(crate) const PLACEHOLDER_MARKER: &str = "# Placeholder written by `ceso init`";
 const POOL_NAME: &str = "lan";
 const VM_NAME: &str = "example";
 /// The Host's name when the address gives none (an IP address).
@@ -754,8 +755,7 @@ fn template_placeholder(request: &Request, facts: &HostFacts) -> String {
     let comment = format!(
         "#
 {PLACEHOLDER_MARKER}: the template is not on the host yet. Import Ubuntu's
-# cloud image, which writes this file again with what the host reports (remove this one first):
-#   rm templates/{TEMPLATE_NAME}.yaml
+# cloud image, which replaces this file with what the host reports:
 #   ceso template import {OVA_FILE} --name {TEMPLATE_NAME} --host {host} --inventory .
 # The image: {OVA_URL}
 # Until then `ceso plan` reports that the template's disk is not on the host.
@@ -946,7 +946,7 @@ fn summary(dir: &Path, request: &Request, facts: &HostFacts, files: &[InventoryF
     steps.push("ceso validate .".to_owned());
     if facts.template.is_none() {
         steps.push(format!(
-            "Import the template ({OVA_URL}):\n       rm templates/{TEMPLATE_NAME}.yaml\n       \
+            "Import the template ({OVA_URL}):\n       \
              ceso template import {OVA_FILE} --name {TEMPLATE_NAME} --host {} --inventory .",
             request.host_name
         ));

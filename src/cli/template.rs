@@ -13,11 +13,13 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use super::apply::AuditedOperation;
 use super::connect::{connect, disconnect};
 use super::files::write_atomically;
+use super::init::PLACEHOLDER_MARKER;
 use super::{CommandError, Outcome, SCHEMA_FILE};
 use crate::desired::DesiredState;
 use crate::esxi::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 use crate::manifest::{
-    API_VERSION, Document, MAX_VM_NAME, Metadata, Size, TemplateSpec, is_valid_name, name_rule,
+    API_VERSION, Document, Inventory, MAX_VM_NAME, Metadata, Size, TemplateSpec, is_valid_name,
+    name_rule,
 };
 use crate::plan::{Action, ResourceChange};
 use crate::state::StateStore;
@@ -85,26 +87,7 @@ pub async fn import(args: TemplateImportArgs, state: &Path) -> Result<Outcome, C
             },
         ));
     };
-    let manifest = args
-        .inventory
-        .join("templates")
-        .join(format!("{}.yaml", args.name));
-    if let Some(existing) = inventory.templates.get(&args.name) {
-        return Err(CommandError::with_hint(
-            format!(
-                "template {:?} is already declared in {}",
-                args.name,
-                existing.file.display()
-            ),
-            "choose another name, or remove that manifest (and its VM on the host) first",
-        ));
-    }
-    if manifest.exists() {
-        return Err(CommandError::with_hint(
-            format!("{} already exists", manifest.display()),
-            "choose another name, or remove the file first",
-        ));
-    }
+    let (manifest, replaces_placeholder) = manifest_to_write(&inventory, &args)?;
     let options = ImportOptions {
         name: args.name.clone(),
         datastore: args
@@ -179,8 +162,52 @@ pub async fn import(args: TemplateImportArgs, state: &Path) -> Result<Outcome, C
     }
     let text = manifest_text(&args, &template, &manifest)?;
     write_atomically(&manifest, &text)?;
-    print_summary(&args, &template, elapsed, &manifest);
+    print_summary(&args, &template, elapsed, &manifest, replaces_placeholder);
     Ok(Outcome::Success)
+}
+
+/// Where the manifest goes, and whether it replaces the placeholder `ceso init` wrote for this
+/// template: `<inventory>/templates/<name>.yaml`, unless the inventory already declares the
+/// template (refused, but for a placeholder: that file is written again) or the file exists.
+fn manifest_to_write(
+    inventory: &Inventory,
+    args: &TemplateImportArgs,
+) -> Result<(PathBuf, bool), CommandError> {
+    if let Some(existing) = inventory.templates.get(&args.name) {
+        if is_init_placeholder(&existing.file) {
+            return Ok((existing.file.clone(), true));
+        }
+        return Err(CommandError::with_hint(
+            format!(
+                "template {:?} is already declared in {}",
+                args.name,
+                existing.file.display()
+            ),
+            "choose another name, or remove that manifest (and its VM on the host) first",
+        ));
+    }
+    let manifest = args
+        .inventory
+        .join("templates")
+        .join(format!("{}.yaml", args.name));
+    if manifest.exists() {
+        return Err(CommandError::with_hint(
+            format!("{} already exists", manifest.display()),
+            "choose another name, or remove the file first",
+        ));
+    }
+    Ok((manifest, false))
+}
+
+/// Whether `file` is the placeholder `ceso init` writes before the image is imported: its
+/// marker line, and nothing declared in it but that template (one YAML document).
+fn is_init_placeholder(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    text.lines()
+        .any(|line| line.starts_with(PLACEHOLDER_MARKER))
+        && serde_yaml::Deserializer::from_str(&text).count() == 1
 }
 
 /// The same rule as `metadata.name` of a Template manifest.
@@ -288,6 +315,7 @@ fn print_summary(
     template: &ImportedTemplate,
     elapsed: Duration,
     manifest: &Path,
+    replaces_placeholder: bool,
 ) {
     let seconds = elapsed.as_secs_f64().max(0.001);
     println!(
@@ -315,7 +343,14 @@ fn print_summary(
         seconds,
         HumanBytes((template.uploaded_bytes as f64 / seconds) as u64)
     );
-    println!("Wrote {}.", manifest.display());
+    if replaces_placeholder {
+        println!(
+            "Replaced the placeholder {} that `ceso init` wrote.",
+            manifest.display()
+        );
+    } else {
+        println!("Wrote {}.", manifest.display());
+    }
     println!(
         "Commit it (git add {} && git commit) so that VMs can use `template: {}`.",
         manifest.display(),
@@ -422,6 +457,30 @@ mod tests {
         assert!(check_name("-x").is_err());
         assert!(check_name("a/b").is_err());
         assert!(check_name(&"a".repeat(81)).is_err());
+    }
+
+    #[test]
+    fn only_a_placeholder_of_ceso_init_alone_in_its_file_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let template = "apiVersion: ceso/v1\nkind: Template\nmetadata: { name: ubuntu-24.04 }\n";
+        let placeholder = format!(
+            "# yaml-language-server: $schema=../schemas/ceso-v1.schema.json\n#\n\
+             {PLACEHOLDER_MARKER}: the template is not on the host yet.\n{template}"
+        );
+        assert!(is_init_placeholder(&file("placeholder.yaml", &placeholder)));
+        let imported = format!("# Written by `ceso template import x.ova`.\n{template}");
+        assert!(!is_init_placeholder(&file("imported.yaml", &imported)));
+        let with_more = format!("{placeholder}---\napiVersion: ceso/v1\nkind: IpPool\n");
+        assert!(
+            !is_init_placeholder(&file("with-more.yaml", &with_more)),
+            "another resource in the file would be lost"
+        );
+        assert!(!is_init_placeholder(&dir.path().join("missing.yaml")));
     }
 
     #[test]
