@@ -47,11 +47,15 @@ fn main() {
     for name in &names {
         std::fs::write(inv.path().join(format!("vms/{name}.yaml")), vm(name, 256)).unwrap();
     }
-    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"]).expect(0);
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
 
     let path = inv.path().display().to_string();
     let mut watch = inv
-        .command(&sim, &["watch", &path, "--apply", "--interval", "1h", "--json"])
+        .command(
+            &sim,
+            &["watch", &path, "--apply", "--interval", "1h", "--json"],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -152,7 +152,11 @@ fn human(status: &Status) -> String {
                 r.result.as_str().replace('_', " "),
                 r.message
             );
-            if let Some(run) = r.run_id.as_ref().filter(|run| !r.message.contains(run.as_str())) {
+            if let Some(run) = r
+                .run_id
+                .as_ref()
+                .filter(|run| !r.message.contains(run.as_str()))
+            {
                 let _ = writeln!(out, "           apply run {run} (`ceso audit show {run}`)");
             }
         }

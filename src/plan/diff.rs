@@ -28,7 +28,8 @@ pub const CREATE_VM: &str = "create VM";
 const LEFT_ALONE: &str = "left as it is because of the errors in the plan";
 
 /// The same note for a suspended VM (its errors are warnings).
-const LEFT_ALONE_SUSPENDED: &str = "what would change is unknown because of the warnings in the plan";
+const LEFT_ALONE_SUSPENDED: &str =
+    "what would change is unknown because of the warnings in the plan";
 
 /// What every host looks like now, by host name.
 pub type ObservedState = BTreeMap<String, ObservedHost>;
