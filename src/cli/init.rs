@@ -294,24 +294,7 @@ impl SshKeys {
         } else {
             (files.to_vec(), None)
         };
-        let mut keys = Vec::new();
-        for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                CommandError::new(format!("cannot read SSH key file {}: {e}", file.display()))
-            })?;
-            if text.contains("PRIVATE KEY") {
-                return Err(CommandError::with_hint(
-                    format!("{} is a private key", file.display()),
-                    "give the public half, e.g. --ssh-key ~/.ssh/id_ed25519.pub",
-                ));
-            }
-            keys.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
-            );
-        }
+        let keys = super::vm::read_public_keys(&files)?;
         Ok(Self { keys, found })
     }
 }

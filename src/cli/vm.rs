@@ -121,6 +121,30 @@ fn apply_args(inventory: &Path, name: &str, auto_approve: bool, prune: bool) -> 
     }
 }
 
+/// The public keys (one per line, comments and blank lines left out) of `--ssh-key` files;
+/// a private key is refused.
+pub(super) fn read_public_keys(files: &[PathBuf]) -> Result<Vec<String>, CommandError> {
+    let mut keys = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            CommandError::new(format!("cannot read SSH key file {}: {e}", file.display()))
+        })?;
+        if text.contains("PRIVATE KEY") {
+            return Err(CommandError::with_hint(
+                format!("{} is a private key", file.display()),
+                "give the public half, e.g. --ssh-key ~/.ssh/id_ed25519.pub",
+            ));
+        }
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(keys)
+}
+
 /// `ceso vm create`
 pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, CommandError> {
     let inventory = load_inventory(&args.new_vm.inventory)?;
@@ -155,24 +179,10 @@ pub async fn create(args: VmCreateArgs, state: &Path) -> Result<Outcome, Command
             ));
         }
     };
-    let mut keys = Vec::new();
-    for file in &args.ssh_keys {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            CommandError::new(format!("cannot read SSH key file {}: {e}", file.display()))
-        })?;
-        if text.contains("PRIVATE KEY") {
-            return Err(CommandError::with_hint(
-                format!("{} is a private key", file.display()),
-                "give the public half, e.g. ~/.ssh/id_ed25519.pub",
-            ));
-        }
-        keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| SshKeySource::Inline(l.to_owned())),
-        );
-    }
+    let keys: Vec<SshKeySource> = read_public_keys(&args.ssh_keys)?
+        .into_iter()
+        .map(SshKeySource::Inline)
+        .collect();
     let ip = match (&args.ip, &args.pool) {
         (None, Some(_)) => Some("auto".to_owned()),
         (ip, _) => ip.clone(),
