@@ -438,3 +438,33 @@ fn a_suspended_vm_is_left_alone_by_watch_and_its_drift_reported() {
     assert_eq!(find_vm(&sim, "web-01").unwrap().memory_mb, 256);
     assert_eq!(watch.terminate(), 0);
 }
+
+#[test]
+fn a_failed_reconcile_is_retried_after_a_delay_and_then_succeeds() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", "256MiB", ""));
+    // The host refuses to create the VM once: the first reconcile fails, the retry applies.
+    sim.inject_fault("CreateVM_Task=task:FileFault*1");
+    let mut watch = Watch::start(&inv, &sim, &["--apply", "--interval", "1h"]);
+    let failed = watch.reconcile(1, Duration::from_secs(60));
+    assert_eq!(failed["result"], "failed", "{failed:#}");
+    assert!(
+        failed["run_id"].is_string(),
+        "the failed apply is audited: {failed:#}"
+    );
+    let retried = watch.reconcile(2, Duration::from_secs(30));
+    assert_eq!(retried["reason"], "retry (try 2) after an error");
+    assert_eq!(retried["result"], "applied", "{retried:#}");
+    assert!(find_vm(&sim, "web-01").is_some());
+    let history = inv
+        .ceso(&sim, &["status", "DIR", "--json", "--history", "2"])
+        .json();
+    let results: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["failed", "applied"]);
+    assert_eq!(watch.terminate(), 0);
+}
