@@ -274,6 +274,13 @@ fn an_invalid_edit_does_nothing_and_is_reported_and_the_last_good_state_is_kept(
     let next = watch.reconcile(3, Duration::from_secs(30));
     assert_eq!(next["reason"], "drift check");
     assert_eq!(next["result"], "in_sync", "{next:#}");
+    assert!(
+        next["message"]
+            .as_str()
+            .unwrap()
+            .contains("checked against the last valid manifests"),
+        "{next:#}"
+    );
     assert_eq!(sim.method_count("ReconfigVM_Task"), calls_before);
     assert_eq!(find_vm(&sim, "web-01").unwrap().memory_mb, 256);
     let history = inv
@@ -466,5 +473,75 @@ fn a_failed_reconcile_is_retried_after_a_delay_and_then_succeeds() {
         .map(|r| r["result"].as_str().unwrap())
         .collect();
     assert_eq!(results, ["failed", "applied"]);
+    assert_eq!(watch.terminate(), 0);
+}
+
+#[test]
+fn a_change_that_keeps_failing_is_tried_three_times_then_only_reported() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", "256MiB", ""));
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    sim.inject_fault("ReconfigVM_Task=task:FileFault*100");
+    inv.set_vms(&vm("web-01", "512MiB", ""));
+    let mut watch = Watch::start(&inv, &sim, &["--apply", "--interval", "2s"]);
+    for n in 1..=3 {
+        let failed = watch.reconcile(n, Duration::from_secs(30));
+        assert_eq!(failed["result"], "failed", "#{n}: {failed:#}");
+        let message = failed["message"].as_str().unwrap();
+        assert!(
+            message.contains("VirtualMachine/web-01") && message.contains("FileFault"),
+            "the failed step and its fault are named: {message}"
+        );
+    }
+    let calls = sim.method_count("ReconfigVM_Task");
+    let held = watch.reconcile(4, Duration::from_secs(30));
+    assert_eq!(held["result"], "changes_pending", "{held:#}");
+    assert!(
+        held["message"]
+            .as_str()
+            .unwrap()
+            .contains("not applied again"),
+        "{held:#}"
+    );
+    watch.reconcile(5, Duration::from_secs(30));
+    assert_eq!(
+        sim.method_count("ReconfigVM_Task"),
+        calls,
+        "no further attempts"
+    );
+    assert_eq!(watch.terminate(), 0);
+}
+
+#[test]
+fn plan_errors_are_reported_once_and_not_retried() {
+    let sim = simulator();
+    let extra = "  networks: [ { portGroup: No Such Network } ]\n";
+    let inv = Inventory::new(&sim, &vm("web-01", "256MiB", extra));
+    let mut watch = Watch::start(&inv, &sim, &["--apply", "--interval", "1s"]);
+    let first = watch.reconcile(1, Duration::from_secs(60));
+    assert_eq!(first["result"], "plan_errors", "{first:#}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("No Such Network"),
+        "{first:#}"
+    );
+    let second = watch.reconcile(2, Duration::from_secs(30));
+    assert_eq!(
+        second["reason"], "drift check",
+        "plan errors wait, they are not retried"
+    );
+    assert_eq!(second["result"], "plan_errors");
+    let shown = watch
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "diagnostics")
+        .count();
+    assert_eq!(shown, 1, "the same errors are shown once");
+    assert!(find_vm(&sim, "web-01").is_none());
     assert_eq!(watch.terminate(), 0);
 }

@@ -10,7 +10,10 @@ use serde::Serialize;
 use super::{CommandError, Outcome};
 use crate::desired::DesiredState;
 use crate::manifest::load_valid_inventory;
-use crate::state::{PendingChange, ReconcileRecord, StateStore, WatcherRecord};
+use crate::state::{PendingChange, ReconcileRecord, ReconcileResult, StateStore, WatcherRecord};
+
+/// How many recent reconciles are searched for the last one that made a plan.
+const PLANNED_LOOKBACK: usize = 100;
 
 /// Arguments of `ceso status`.
 #[derive(Debug, Args)]
@@ -32,7 +35,7 @@ struct Status {
     /// The running watcher, `null` when none runs on this state file.
     watcher: Option<WatcherRecord>,
     last_reconcile: Option<ReconcileRecord>,
-    /// The changes the last reconcile found and did not apply.
+    /// The changes the last reconcile that made a plan found and did not apply.
     pending: Vec<PendingChange>,
     /// Suspended resources that differ from their manifests (left alone).
     suspended: Vec<PendingChange>,
@@ -63,26 +66,26 @@ pub fn run(args: StatusArgs, state: &Path) -> Result<Outcome, CommandError> {
         ));
     }
     let store = StateStore::open(state)?;
-    let wanted = args.history.unwrap_or(0).max(1);
-    let recent = store.reconciles(wanted)?;
+    let recent = store.reconciles(args.history.unwrap_or(0).max(PLANNED_LOOKBACK))?;
     let last_reconcile = recent.last().cloned();
+    // The pending changes are those of the last reconcile that got as far as a plan (an
+    // invalid edit or an unreachable host since then does not make them go away).
+    let planned = recent.iter().rev().find(|r| {
+        !matches!(r.result, ReconcileResult::InvalidManifests)
+            && !(r.result == ReconcileResult::Failed && r.pending.is_empty())
+    });
+    let history_from = recent.len().saturating_sub(args.history.unwrap_or(0));
     let (next_backups, note) = match next_backups(&args.path, &store) {
         Ok(next) => (next, None),
         Err(note) => (vec![], Some(note)),
     };
     let status = Status {
         watcher: store.running_watcher()?,
-        pending: last_reconcile
-            .as_ref()
-            .map(|r| r.pending.clone())
-            .unwrap_or_default(),
-        suspended: last_reconcile
-            .as_ref()
-            .map(|r| r.suspended.clone())
-            .unwrap_or_default(),
+        pending: planned.map(|r| r.pending.clone()).unwrap_or_default(),
+        suspended: planned.map(|r| r.suspended.clone()).unwrap_or_default(),
         last_reconcile,
         next_backups,
-        history: args.history.map(|_| recent),
+        history: args.history.map(|_| recent[history_from..].to_vec()),
         note,
     };
     if args.json {

@@ -18,18 +18,21 @@ use super::connect::{Hosts, disconnect, plan_inventory};
 use super::plan::print_plan;
 use super::{CommandError, Outcome};
 use crate::apply::DEFAULT_PARALLELISM;
-use crate::diagnostic::{Diagnostic, has_errors};
+use crate::diagnostic::Diagnostic;
 use crate::manifest::{Inventory, load_valid_inventory};
 use crate::plan::{Action, DEFAULT_GUEST_IP_TIMEOUT_SECS, Plan, PlanOptions, ResourceChange};
 use crate::state::{
     ApplyLock, BackupAttempt, LockHolder, PendingChange, ReconcileRecord, ReconcileResult,
-    StateStore, WatcherRecord,
+    StateStore, WatchLockError, WatcherRecord,
 };
 use crate::watch::{Backoff, Debounce, Trigger, is_inventory_file, jittered, parse_duration};
 
 /// The first delay after a failed reconcile; it doubles up to `--interval` (at most 5 minutes).
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const LONGEST_RETRY: Duration = Duration::from_secs(300);
+/// How many times in a row watch applies the same changes when they fail, before it only
+/// reports them (until the manifests, the hosts' state or watch itself change).
+const APPLY_ATTEMPTS: u32 = 3;
 
 /// Arguments of `ceso watch`.
 #[derive(Debug, Args)]
@@ -76,6 +79,14 @@ impl WatchArgs {
 
 /// Runs until SIGTERM or Ctrl-C (exit 0): a running apply step finishes first.
 pub async fn run(args: WatchArgs, state: &Path) -> Result<Outcome, CommandError> {
+    if args.interval < Duration::from_secs(1) {
+        return Err(CommandError::with_hint(
+            format!("--interval {:?} is too short", args.interval),
+            "give at least 1s (every drift check reads every host); 5m is the default",
+        ));
+    }
+    // The inventory is checked before anything is written.
+    let (events, _file_watcher) = watch_files(&args.path)?;
     let store = StateStore::open(state)?;
     let watcher = WatcherRecord {
         pid: std::process::id(),
@@ -85,27 +96,27 @@ pub async fn run(args: WatchArgs, state: &Path) -> Result<Outcome, CommandError>
         mode: args.mode().to_owned(),
         interval_secs: args.interval.as_secs(),
     };
-    let _watch_lock = store.acquire_watch_lock(&watcher).map_err(|current| {
-        let who = current.map_or("another process".to_owned(), |w| {
-            format!(
-                "pid {} on {} (since {}, watching {})",
-                w.pid, w.hostname, w.started_at, w.inventory
+    let _watch_lock = store.acquire_watch_lock(&watcher).map_err(|error| match error {
+        WatchLockError::Held(current) => {
+            let who = current.map_or("a process whose record cannot be read".to_owned(), |w| {
+                format!(
+                    "pid {} on {} (since {}, watching {})",
+                    w.pid, w.hostname, w.started_at, w.inventory
+                )
+            });
+            CommandError::with_hint(
+                format!(
+                    "another `ceso watch` uses the state file {}: {who}",
+                    state.display()
+                ),
+                "stop that one first (SIGTERM), or give this one its own state file with --state",
             )
-        });
-        CommandError::with_hint(
-            format!(
-                "another `ceso watch` uses the state file {}: {who}",
-                state.display()
-            ),
-            "stop that one first (SIGTERM), or give this one its own state file with --state",
-        )
+        }
+        WatchLockError::Io(e) => CommandError::with_hint(
+            format!("cannot take the watch lock: {e}"),
+            "check that the state file's directory is writable and that <state>.watch.lock is a plain file",
+        ),
     })?;
-    if args.interval < Duration::from_secs(1) {
-        return Err(CommandError::new(
-            "--interval must be at least 1s (a drift check reads every host)",
-        ));
-    }
-    let (events, _file_watcher) = watch_files(&args.path)?;
     let stop = stop_on_signal();
     let mut controller = Controller {
         out: Printer { json: args.json },
@@ -113,6 +124,9 @@ pub async fn run(args: WatchArgs, state: &Path) -> Result<Outcome, CommandError>
         store,
         last_good: None,
         last_pending: None,
+        last_plan_errors: None,
+        stale_manifests: false,
+        failed_applies: (vec![], 0),
         stop,
     };
     controller.out.started(&args);
@@ -317,6 +331,12 @@ struct Controller<'a> {
     /// The pending changes last printed (a drift check that finds the same ones says so in one
     /// line).
     last_pending: Option<Vec<PendingChange>>,
+    /// The plan errors last shown (shown again only when they change).
+    last_plan_errors: Option<Vec<Diagnostic>>,
+    /// The manifests on disk are invalid; the last valid ones are used.
+    stale_manifests: bool,
+    /// The changes whose apply failed, and how many times in a row.
+    failed_applies: (Vec<PendingChange>, u32),
     stop: signal_channel::Receiver<bool>,
 }
 
@@ -367,7 +387,8 @@ impl Controller<'_> {
                     backoff.succeeded();
                     None
                 };
-                backup = done.next_backup.as_ref().map(|(at, vm, policy)| {
+                // A reconcile that did not get as far as the backups keeps the timer it had.
+                if let Some(next) = done.next_backup.as_ref().map(|(at, vm, policy)| {
                     let wait = at.duration_since(Timestamp::now());
                     let wait = Duration::try_from(wait).unwrap_or_default();
                     (
@@ -375,7 +396,9 @@ impl Controller<'_> {
                         vm.clone(),
                         policy.clone(),
                     )
-                });
+                }) {
+                    backup = Some(next);
+                }
                 if self.stop_requested() {
                     return;
                 }
@@ -483,6 +506,7 @@ impl Controller<'_> {
                     self.out.diagnostics(&warnings);
                 }
                 self.last_good = Some(inventory);
+                self.stale_manifests = false;
             }
             Err(diagnostics) => {
                 let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -490,6 +514,7 @@ impl Controller<'_> {
                 if fresh {
                     self.out.diagnostics(&diagnostics);
                 }
+                self.stale_manifests = true;
                 if fresh || self.last_good.is_none() {
                     let kept = if self.last_good.is_some() {
                         "the last valid manifests are kept"
@@ -523,16 +548,33 @@ impl Controller<'_> {
             force_power_off: self.args.force_power_off,
             ..PlanOptions::default()
         };
-        let (plan, hosts) = plan_inventory(setup.inventory(), &self.args.path, &options).await?;
+        // With --apply the lock is taken before the hosts are observed, as `ceso apply` does:
+        // no other apply can change them between the plan and its steps.
         let mut lock = None;
-        let result = self.act(trigger, &setup, &plan, &hosts, &mut lock).await;
-        disconnect(&hosts).await;
+        if self.args.apply {
+            take_lock(&self.store, &mut lock)?;
+        }
+        let result = match plan_inventory(setup.inventory(), &self.args.path, &options).await {
+            Ok((plan, hosts)) => {
+                let result = self.act(trigger, &setup, &plan, &hosts, &mut lock).await;
+                disconnect(&hosts).await;
+                result
+            }
+            Err(e) => Err(e),
+        };
         if let Some((lock, _)) = lock
             && let Err(e) = self.store.release_apply_lock(lock)
         {
             eprintln!("warning: could not release the apply lock: {e}");
         }
-        result
+        let mut result = result?;
+        if self.stale_manifests {
+            result.message = format!(
+                "{} (checked against the last valid manifests: those on disk are invalid)",
+                result.message
+            );
+        }
+        Ok(result)
     }
 
     /// Everything a reconcile does with the hosts connected.
@@ -544,17 +586,40 @@ impl Controller<'_> {
         hosts: &Hosts,
         lock: &mut Option<(ApplyLock, LockHolder)>,
     ) -> Result<Reconciled, CommandError> {
-        if has_errors(&plan.diagnostics) {
-            if !self.out.json {
-                print_plan(plan, false);
-            }
-            return Ok(Reconciled::new(
-                ReconcileResult::Failed,
-                "the plan has errors (shown above); nothing was changed",
-            ));
-        }
+        let errors: Vec<Diagnostic> = plan
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
         let pending = pending_changes(plan);
-        let mut done = if !plan.has_changes() {
+        let mut done = if !errors.is_empty() {
+            // Shown once, not on every check: they stay until the manifests or hosts change.
+            if self.last_plan_errors.as_ref() != Some(&errors) {
+                if self.out.json {
+                    self.out.diagnostics(&errors);
+                } else {
+                    print_plan(plan, false);
+                }
+            }
+            let first = &errors[0];
+            let mut done = Reconciled::new(
+                ReconcileResult::PlanErrors,
+                format!(
+                    "the plan has {} error(s), e.g. {}{}; nothing was changed (`ceso plan` shows them)",
+                    errors.len(),
+                    first
+                        .resource
+                        .as_deref()
+                        .map(|r| format!("{r}: "))
+                        .unwrap_or_default(),
+                    first.message
+                ),
+            );
+            done.pending = pending.clone();
+            self.last_plan_errors = Some(errors);
+            done
+        } else if !plan.has_changes() {
             self.last_pending = None;
             Reconciled::new(ReconcileResult::InSync, "the hosts are as declared")
         } else if !self.args.apply {
@@ -571,9 +636,35 @@ impl Controller<'_> {
             );
             done.pending = pending.clone();
             done
+        } else if self.failed_applies.0 == pending && self.failed_applies.1 >= APPLY_ATTEMPTS {
+            // The same changes failed again and again: stop disrupting the VMs (a change that
+            // needs a power cycle would shut them down every time) until something changes.
+            let mut done = Reconciled::new(
+                ReconcileResult::ChangesPending,
+                format!(
+                    "{} resource(s) differ; not applied again: applying these changes failed {} times (fix the cause, then edit the manifests or restart watch)",
+                    pending.len(),
+                    self.failed_applies.1
+                ),
+            );
+            done.pending = pending.clone();
+            done
         } else {
-            self.apply(trigger, plan, hosts, lock).await?
+            let done = self.apply(trigger, plan, hosts, lock).await?;
+            if done.result == ReconcileResult::Failed {
+                if self.failed_applies.0 == pending {
+                    self.failed_applies.1 += 1;
+                } else {
+                    self.failed_applies = (pending.clone(), 1);
+                }
+            } else {
+                self.failed_applies = (vec![], 0);
+            }
+            done
         };
+        if done.result != ReconcileResult::PlanErrors {
+            self.last_plan_errors = None;
+        }
         done.suspended = summarize(
             plan.suspended
                 .iter()
@@ -643,10 +734,16 @@ impl Controller<'_> {
                 } else {
                     ReconcileResult::Failed
                 };
-                let message = match error {
+                let mut message = match error {
                     CommandError::Failed { message, .. } => message,
                     CommandError::Diagnostics(d) => format!("{} problem(s)", d.len()),
                 };
+                if let Some(run) = run_id.as_deref() {
+                    let faults = self.failed_steps(run);
+                    if !faults.is_empty() {
+                        message = format!("{message}: {}", faults.join("; "));
+                    }
+                }
                 let mut done = Reconciled::new(result, message);
                 done.pending = pending_changes(plan);
                 done
@@ -654,6 +751,22 @@ impl Controller<'_> {
         };
         done.run_id = run_id;
         Ok(done)
+    }
+
+    /// `RESOURCE: step: fault` of every step of `run` that failed.
+    fn failed_steps(&self, run: &str) -> Vec<String> {
+        let Ok((_, events)) = self.store.run(run) else {
+            return vec![];
+        };
+        events
+            .iter()
+            .filter_map(|e| match &e.event {
+                crate::state::StepEvent::Failed { fault, .. } => {
+                    Some(format!("{}: {}: {fault}", e.resource, e.description))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Takes every backup that is due (not of VMs the plan has yet to create) and finds when
@@ -682,7 +795,12 @@ impl Controller<'_> {
             if self.stop_requested() {
                 break;
             }
-            if not_created.contains(due.vm.as_str()) {
+            let address = format!("VirtualMachine/{}", due.vm);
+            let in_error = plan
+                .diagnostics
+                .iter()
+                .any(|d| d.is_error() && d.resource.as_deref() == Some(address.as_str()));
+            if not_created.contains(due.vm.as_str()) || in_error {
                 continue;
             }
             take_lock(&self.store, lock)?;

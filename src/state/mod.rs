@@ -20,7 +20,7 @@ pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
 pub use lock::{ApplyLock, LockHolder};
 pub use watch::{
     BackupAttempt, PendingChange, RECONCILES_KEPT, ReconcileRecord, ReconcileResult, WatchLock,
-    WatcherRecord,
+    WatchLockError, WatcherRecord,
 };
 
 /// Runs by id: JSON [`RunRecord`].

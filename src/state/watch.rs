@@ -74,6 +74,9 @@ pub enum ReconcileResult {
     Applied,
     /// The manifests are invalid: nothing was done.
     InvalidManifests,
+    /// The plan has errors (e.g. an address conflict, a datastore the host lacks): nothing was
+    /// changed; not retried until a manifest changes or the next drift check.
+    PlanErrors,
     /// Stopped by SIGTERM/Ctrl-C.
     Interrupted,
     /// Something failed (a host, an apply step, a backup); retried after a delay.
@@ -88,6 +91,7 @@ impl ReconcileResult {
             ReconcileResult::ChangesPending => "changes_pending",
             ReconcileResult::Applied => "applied",
             ReconcileResult::InvalidManifests => "invalid_manifests",
+            ReconcileResult::PlanErrors => "plan_errors",
             ReconcileResult::Interrupted => "interrupted",
             ReconcileResult::Failed => "failed",
         }
@@ -131,6 +135,15 @@ impl Drop for WatchLock {
     }
 }
 
+/// Why the watch lock was not taken.
+#[derive(Debug)]
+pub enum WatchLockError {
+    /// Another process watches; its record, if one could be read.
+    Held(Option<WatcherRecord>),
+    /// The lock file or the state file could not be used.
+    Io(StateError),
+}
+
 /// The sidecar file of the watch lock: `<state>.watch.lock`.
 fn watch_lock_path(state: &Path) -> PathBuf {
     super::lock::sidecar(state, ".watch.lock")
@@ -139,29 +152,34 @@ fn watch_lock_path(state: &Path) -> PathBuf {
 impl StateStore {
     /// Becomes the watcher of this state file. Fails with the current watcher's record (if one
     /// can be read) while another process watches.
-    pub fn acquire_watch_lock(
-        &self,
-        watcher: &WatcherRecord,
-    ) -> Result<WatchLock, Option<WatcherRecord>> {
+    pub fn acquire_watch_lock(&self, watcher: &WatcherRecord) -> Result<WatchLock, WatchLockError> {
         let path = watch_lock_path(&self.path);
+        let io_error = |e: std::io::Error| {
+            WatchLockError::Io(StateError::Storage {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|_| None)?;
+            .map_err(io_error)?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(self.watcher().ok().flatten()),
-            Err(TryLockError::Error(_)) => return Err(None),
+            Err(TryLockError::WouldBlock) => {
+                return Err(WatchLockError::Held(self.watcher().ok().flatten()));
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error(e)),
         }
         self.write(|txn| {
             txn.open_table(LOCKS)?
                 .insert(WATCH_LOCK, to_json(watcher).as_str())?;
             Ok(())
         })
-        .map_err(|_| None)?;
+        .map_err(WatchLockError::Io)?;
         Ok(WatchLock { file })
     }
 
