@@ -198,6 +198,17 @@ fn mistakes_in_the_file_name_the_file_line_and_key_and_nothing_runs() {
         "{text}"
     );
 
+    // Help, the version and completions still work, with a warning.
+    for args in [
+        &["--version"][..],
+        &["plan", "--help"],
+        &["completions", "bash"],
+    ] {
+        let output = ceso(dir.path(), args, &[]);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("(ignored here)"), "{args:?}");
+    }
+
     write_config(dir.path(), "output: yaml\n");
     let text = stderr(&ceso(dir.path(), &["validate", "first"], &[]));
     assert!(

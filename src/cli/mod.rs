@@ -170,6 +170,12 @@ pub fn run() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let config = match Config::discover(&args) {
         Ok(config) => config,
+        // Help, the version, completions and man pages do not depend on the configuration:
+        // a broken file must not keep anyone from reading how to fix it.
+        Err(error) if needs_no_configuration(&args) => {
+            eprintln!("warning: {error} (ignored here)");
+            Config::default()
+        }
         Err(error) => {
             eprintln!("error: {error}");
             eprintln!("  hint: {}", error.hint());
@@ -222,6 +228,18 @@ pub fn run() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether the command line only asks for help, the version, completions or a man page.
+fn needs_no_configuration(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    words
+        .iter()
+        .any(|w| matches!(*w, "--help" | "-h" | "--version" | "-V"))
+        || matches!(
+            words.iter().find(|w| !w.starts_with('-')),
+            Some(&"help" | &"completions" | &"man")
+        )
 }
 
 /// The command line as clap sees it: the derived definition with the configuration's defaults
