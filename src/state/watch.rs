@@ -18,7 +18,7 @@ const WATCH_LOCK: &str = "watch";
 
 /// How many reconciles are kept; older ones are dropped (the apply runs they made stay in the
 /// audit log).
-pub const RECONCILES_KEPT: u64 = 1000;
+pub const RECONCILES_KEPT: u64 = 10_000;
 
 /// The watcher: names it for `ceso status` and a second `ceso watch`. The OS lock decides
 /// whether it is alive.
