@@ -545,3 +545,32 @@ fn plan_errors_are_reported_once_and_not_retried() {
     assert!(find_vm(&sim, "web-01").is_none());
     assert_eq!(watch.terminate(), 0);
 }
+
+#[test]
+fn an_emptied_manifest_file_is_not_taken_for_a_removal_by_prune() {
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", "256MiB", ""));
+    let mut watch = Watch::start(&inv, &sim, &["--apply", "--prune", "--interval", "1h"]);
+    assert_eq!(
+        watch.reconcile(1, Duration::from_secs(60))["result"],
+        "applied"
+    );
+    // A save cut short: the file is there, but empty.
+    inv.set_vms("");
+    let emptied = watch.reconcile(2, Duration::from_secs(30));
+    assert_eq!(emptied["result"], "invalid_manifests", "{emptied:#}");
+    assert!(
+        emptied["message"]
+            .as_str()
+            .unwrap()
+            .contains("remove the file"),
+        "{emptied:#}"
+    );
+    assert!(find_vm(&sim, "web-01").is_some(), "not pruned");
+    // Removing the file is a removal: pruned.
+    std::fs::remove_file(inv.path().join("vms.yaml")).unwrap();
+    let pruned = watch.reconcile(3, Duration::from_secs(30));
+    assert_eq!(pruned["result"], "applied", "{pruned:#}");
+    assert!(find_vm(&sim, "web-01").is_none());
+    assert_eq!(watch.terminate(), 0);
+}

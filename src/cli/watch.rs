@@ -500,6 +500,21 @@ impl Controller<'_> {
         tracing::debug!(%trigger, "reconcile: loading the manifests");
         match load_valid_inventory(&self.args.path) {
             Ok((inventory, warnings)) => {
+                let emptied = match (&self.last_good, self.args.prune) {
+                    (Some(previous), true) => emptied_files(previous, &inventory),
+                    _ => vec![],
+                };
+                if !emptied.is_empty() {
+                    let names: Vec<String> =
+                        emptied.iter().map(|f| f.display().to_string()).collect();
+                    return Ok(Reconciled::new(
+                        ReconcileResult::InvalidManifests,
+                        format!(
+                            "{} declared VMs and now declare none (a save cut short?); with --prune that would delete them, so nothing was done and the last valid manifests are kept. To delete those VMs, remove the file(s) instead",
+                            names.join(", ")
+                        ),
+                    ));
+                }
                 if !warnings.is_empty()
                     && matches!(trigger, Trigger::Start | Trigger::ManifestChanged(_))
                 {
@@ -927,4 +942,18 @@ fn summarize<'a>(changes: impl Iterator<Item = &'a ResourceChange>) -> Vec<Pendi
                 .collect(),
         })
         .collect()
+}
+
+/// Files that declared VMs in `previous`, still exist, but declare none in `current`, while
+/// those VMs are declared nowhere else: an empty or truncated file, which `--prune` would take
+/// as the VMs' removal.
+fn emptied_files(previous: &Inventory, current: &Inventory) -> Vec<PathBuf> {
+    let now: BTreeSet<&PathBuf> = current.vms.values().map(|vm| &vm.file).collect();
+    let mut emptied: BTreeSet<PathBuf> = BTreeSet::new();
+    for (name, vm) in &previous.vms {
+        if vm.file.exists() && !now.contains(&vm.file) && !current.vms.contains_key(name) {
+            emptied.insert(vm.file.clone());
+        }
+    }
+    emptied.into_iter().collect()
 }
