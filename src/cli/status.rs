@@ -71,8 +71,9 @@ pub fn run(args: StatusArgs, state: &Path) -> Result<Outcome, CommandError> {
     // The pending changes are those of the last reconcile that got as far as a plan (an
     // invalid edit or an unreachable host since then does not make them go away).
     let planned = recent.iter().rev().find(|r| {
-        !matches!(r.result, ReconcileResult::InvalidManifests)
-            && !(r.result == ReconcileResult::Failed && r.pending.is_empty())
+        let planless = r.result == ReconcileResult::InvalidManifests
+            || (r.result == ReconcileResult::Failed && r.pending.is_empty());
+        !planless
     });
     let history_from = recent.len().saturating_sub(args.history.unwrap_or(0));
     let (next_backups, note) = match next_backups(&args.path, &store) {
