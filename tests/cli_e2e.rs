@@ -814,3 +814,26 @@ fn a_saved_plan_is_applied_once_and_exactly_as_saved() {
         again.stderr()
     );
 }
+
+#[test]
+fn an_unreachable_suspended_host_does_not_stop_the_plan_of_the_others() {
+    let sim = simulator();
+    let away = "---\napiVersion: ceso/v1\nkind: Host\nmetadata: { name: esxi-02 }\nspec:\n  address: https://127.0.0.1:1\n  insecure: true\n  username: root\n  password: { env: CESO_E2E_PASSWORD }\n  datastore: datastore1\n  network: VM Network\n  suspend: true\n";
+    let on_away = vm("db-09", 1, "1GiB", "off", "").replace("host: esxi-01", "host: esxi-02");
+    let inv = Inventory::new(
+        &sim,
+        &format!("{away}{}{on_away}", vm("web-01", 1, "1GiB", "off", "")),
+    );
+    let plan = inv.ceso(&sim, &["plan", "DIR"]);
+    plan.expect(2);
+    assert!(
+        plan.stderr()
+            .contains("suspended host esxi-02 is not observed"),
+        "{}",
+        plan.stderr()
+    );
+    inv.ceso(&sim, &["apply", "DIR", "--auto-approve"])
+        .expect(0);
+    assert!(find_vm(&sim, "web-01").is_some());
+    inv.ceso(&sim, &["plan", "DIR"]).expect(0);
+}

@@ -143,12 +143,26 @@ pub async fn plan_inventory(
     options: &PlanOptions,
 ) -> Result<(Plan, Hosts), CommandError> {
     let desired = DesiredState::from_inventory(inventory);
-    let connections = desired
+    let (suspended, active): (BTreeMap<_, _>, BTreeMap<_, _>) = desired
         .hosts
         .iter()
         .map(|(name, host)| (name.clone(), host.connection.clone()))
-        .collect();
-    let hosts = connect(&connections).await?;
+        .partition(|(name, _)| desired.suspended.hosts.contains(name));
+    let mut hosts = connect(&active).await?;
+    // A suspended host is left alone: one that cannot be reached is a warning in the plan
+    // (the planner reports its VMs as not observed), not the end of the plan.
+    for (name, connection) in suspended {
+        match connect(&BTreeMap::from([(name.clone(), connection)])).await {
+            Ok(connected) => hosts.extend(connected),
+            Err(e) => {
+                let message = match e {
+                    CommandError::Failed { message, .. } => message,
+                    CommandError::Diagnostics(_) => format!("host {name} cannot be reached"),
+                };
+                eprintln!("warning: suspended host {name} is not observed: {message}");
+            }
+        }
+    }
     let observed = match observe(&hosts).await {
         Ok(observed) => observed,
         Err(e) => {
