@@ -18,6 +18,23 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check the audit log's hash chain: reports an entry changed, removed or reordered, and a
+    /// run or step that differs from what was recorded. Exit code 1 when anything is wrong.
+    Verify {
+        /// The head hash a previous verify printed: also check that the log still contains it
+        /// (nothing was cut off or rewritten from there).
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every audit entry as a JSON line (oldest first), for a log collector.
+    Export {
+        /// Write into this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Show one run and every step event.
     Show {
         /// The run id (from `ceso audit list`).
@@ -38,6 +55,10 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
     let store = StateStore::open(state)?;
     let lock = LockState::of(&store);
     match command {
+        AuditCommand::Verify { expect_head, json } => {
+            return verify(&store, expect_head.as_deref(), json);
+        }
+        AuditCommand::Export { out } => return export(&store, out.as_deref()),
         AuditCommand::List { json } => {
             let mut runs = Vec::new();
             for run in store.runs()? {
@@ -208,4 +229,90 @@ impl LockState {
         }
         run
     }
+}
+
+/// `ceso audit verify`
+fn verify(
+    store: &StateStore,
+    expect_head: Option<&str>,
+    json: bool,
+) -> Result<Outcome, CommandError> {
+    let mut report = store.verify_audit()?;
+    if let Some(expected) = expect_head {
+        let chain = store.audit_chain()?;
+        // Entries after the expected head are new since then; its absence is the problem.
+        if !chain.iter().any(|e| e.hash.eq_ignore_ascii_case(expected)) {
+            report.problems.push(format!(
+                "the expected head {expected} is not in the chain: entries were removed or the log was rewritten since it was taken"
+            ));
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        println!(
+            "{} entries; head {}",
+            report.entries,
+            if report.head.is_empty() {
+                "(none)"
+            } else {
+                &report.head
+            }
+        );
+        if !report.uncovered_runs.is_empty() {
+            println!(
+                "{} run(s) were recorded before the chain began and are not covered: {}",
+                report.uncovered_runs.len(),
+                report.uncovered_runs.join(", ")
+            );
+        }
+        for problem in &report.problems {
+            println!("  - {problem}");
+        }
+    }
+    if report.problems.is_empty() {
+        if !json {
+            println!(
+                "The audit log is intact. Keep the head hash elsewhere and pass it to `--expect-head` next time."
+            );
+        }
+        Ok(Outcome::Success)
+    } else {
+        Err(CommandError::with_hint(
+            format!(
+                "the audit log does not match its hash chain: {} problem(s)",
+                report.problems.len()
+            ),
+            "the state file was changed outside ceso; compare with a backup of it or with an export (`ceso audit export`)",
+        ))
+    }
+}
+
+/// `ceso audit export`
+fn export(store: &StateStore, out: Option<&std::path::Path>) -> Result<Outcome, CommandError> {
+    let mut text = String::new();
+    for entry in store.audit_chain()? {
+        let record: serde_json::Value =
+            serde_json::from_str(&entry.record).unwrap_or(serde_json::Value::Null);
+        let line = serde_json::json!({
+            "seq": entry.seq,
+            "kind": entry.kind,
+            "run_id": entry.run_id,
+            "step_seq": entry.step_seq,
+            "record": record,
+            "prev": entry.prev,
+            "hash": entry.hash,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CommandError::new(format!("cannot write {}: {e}", path.display())))?,
+        None => print!("{text}"),
+    }
+    Ok(Outcome::Success)
 }

@@ -80,6 +80,24 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "ceso audit verify",
+        &[
+            "# Check the hash chain: every entry linked, every run and step as recorded",
+            "ceso audit verify",
+            "# Also check that the log still ends where it ended last time (head kept elsewhere)",
+            "ceso audit verify --expect-head 3f2a9c0d5e7b1a4c6d8e0f2a4b6c8d0e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b1c",
+        ],
+    ),
+    (
+        "ceso audit export",
+        &[
+            "# Every audit entry as a JSON line, for a log collector",
+            "ceso audit export > audit.jsonl",
+            "# Into a file",
+            "ceso audit export --out /var/log/ceso/audit.jsonl",
+        ],
+    ),
+    (
         "ceso schema",
         &[
             "# Print the JSON Schema of the manifests (for an editor's YAML language server)",

@@ -284,7 +284,8 @@ fn ask_for_json(command: &mut Command) {
         Command::Validate(args) => args.json = true,
         Command::Plan(args) => args.json = true,
         Command::Audit(audit::AuditCommand::List { json, .. })
-        | Command::Audit(audit::AuditCommand::Show { json, .. }) => *json = true,
+        | Command::Audit(audit::AuditCommand::Show { json, .. })
+        | Command::Audit(audit::AuditCommand::Verify { json, .. }) => *json = true,
         Command::Vm(VmCommand::List(args)) => args.json = true,
         Command::Vm(VmCommand::Info(args)) => args.json = true,
         Command::Ip(ip::IpCommand::List(args)) => args.json = true,

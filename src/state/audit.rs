@@ -4,6 +4,7 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::chain::EntryKind;
 use super::{LockHolder, RUNS, STEPS, StateError, StateStore, corrupt, to_json};
 use crate::plan::{Action, Plan, ResourceChange};
 
@@ -114,11 +115,7 @@ pub struct StepRecord {
 impl StateStore {
     /// Creates or replaces the record of a run.
     pub fn save_run(&self, run: &RunRecord) -> Result<(), StateError> {
-        self.write(|txn| {
-            txn.open_table(RUNS)?
-                .insert(run.run_id.as_str(), to_json(run).as_str())?;
-            Ok(())
-        })
+        self.write(|txn| record_run(txn, run))
     }
 
     /// Appends a step event to a run.
@@ -130,8 +127,10 @@ impl StateStore {
                 .next_back()
                 .transpose()?
                 .map_or(0, |(key, _)| key.value().1 + 1);
-            steps.insert((run_id, next), to_json(record).as_str())?;
-            Ok(())
+            let text = to_json(record);
+            steps.insert((run_id, next), text.as_str())?;
+            drop(steps);
+            super::chain::append(txn, EntryKind::Step, run_id, Some(next), &text)
         })
     }
 
@@ -173,4 +172,14 @@ impl StateStore {
             run_id: run_id.to_owned(),
         })
     }
+}
+
+/// Writes a run record and its chain entry in `txn` (the only way run records are written).
+pub(super) fn record_run(txn: &redb::WriteTransaction, run: &RunRecord) -> Result<(), redb::Error> {
+    let text = to_json(run);
+    // The chain first: a chain that starts now lists the runs recorded before, not this one.
+    super::chain::append(txn, EntryKind::Run, &run.run_id, None, &text)?;
+    txn.open_table(RUNS)?
+        .insert(run.run_id.as_str(), text.as_str())?;
+    Ok(())
 }

@@ -183,16 +183,16 @@ impl StateStore {
                 .flatten()
                 .filter(|stale| stale.run_id != holder.run_id);
             if let Some(stale) = &stale {
-                let mut runs = txn.open_table(RUNS)?;
-                let stale_run: Option<RunRecord> = match runs.get(stale.run_id.as_str())? {
-                    Some(value) => serde_json::from_str(value.value()).ok(),
-                    None => None,
-                };
+                let stale_run: Option<RunRecord> =
+                    match txn.open_table(RUNS)?.get(stale.run_id.as_str())? {
+                        Some(value) => serde_json::from_str(value.value()).ok(),
+                        None => None,
+                    };
                 if let Some(mut run) = stale_run
                     && run.status == RunStatus::Running
                 {
                     run.status = RunStatus::Interrupted;
-                    runs.insert(run.run_id.as_str(), to_json(&run).as_str())?;
+                    super::audit::record_run(&txn, &run)?;
                 }
             }
             txn.open_table(LOCKS)?

@@ -8,6 +8,7 @@
 mod addresses;
 mod audit;
 mod backups;
+mod chain;
 mod lock;
 mod watch;
 
@@ -17,6 +18,7 @@ use redb::{ConcurrencyMode, Database, TableDefinition};
 
 pub use addresses::AddressRecord;
 pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
+pub use chain::{AuditVerification, ChainEntry, EntryKind};
 pub use lock::{ApplyLock, LockHolder};
 pub use watch::{
     BackupAttempt, PendingChange, RECONCILES_KEPT, ReconcileRecord, ReconcileResult, WatchLock,
@@ -85,6 +87,7 @@ impl StateStore {
             txn.open_table(backups::BACKUPS)?;
             txn.open_table(backups::SCANNED_TARGETS)?;
             txn.open_table(watch::RECONCILES)?;
+            txn.open_table(chain::CHAIN)?;
             Ok(())
         })?;
         Ok(store)
