@@ -398,6 +398,8 @@ fn killing_apply_mid_run_loses_nothing_and_the_next_apply_converges() {
         serde_json::from_str(&inv.ceso(&sim, &["audit", "list", "--json"]).stdout()).unwrap();
     assert_eq!(runs[0]["status"], "interrupted");
     assert_eq!(runs[1]["status"], "succeeded");
+    // The takeover marked the killed run interrupted through the audit chain too.
+    inv.ceso(&sim, &["audit", "verify"]).expect(0);
 }
 
 #[test]
