@@ -120,5 +120,7 @@ step ceso status inventory
 "$ceso" status "$run_dir/watched"
 step ceso audit list
 "$ceso" audit list
+step ceso audit verify
+"$ceso" audit verify
 echo
 echo "demo: done. The simulator is stopped now; the audit log stays in $CESO_STATE."

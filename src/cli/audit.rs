@@ -263,10 +263,19 @@ fn verify(
             }
         );
         if !report.uncovered_runs.is_empty() {
+            let runs = &report.uncovered_runs;
+            let shown = if runs.len() > 3 {
+                format!(
+                    "{} ... {} (`--json` lists them all)",
+                    runs[0],
+                    runs[runs.len() - 1]
+                )
+            } else {
+                runs.join(", ")
+            };
             println!(
-                "{} run(s) were recorded before the chain began and are not covered: {}",
-                report.uncovered_runs.len(),
-                report.uncovered_runs.join(", ")
+                "{} run(s) were recorded before the chain began and are not covered: {shown}",
+                runs.len()
             );
         }
         for problem in &report.problems {
