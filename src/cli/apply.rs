@@ -203,11 +203,7 @@ async fn plan_and_execute(
     } else {
         let options = PlanOptions {
             prune: args.prune,
-            recorded_addresses: store
-                .addresses()?
-                .iter()
-                .map(AddressRecord::holding)
-                .collect(),
+            recorded_addresses: store.recorded_holdings()?,
             guest_ip_timeout_secs: args.guest_ip_timeout,
             force_power_off: args.force_power_off,
             ..PlanOptions::default()

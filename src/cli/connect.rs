@@ -11,7 +11,7 @@ use crate::host::Host;
 use crate::ipam::Holding;
 use crate::manifest::{Inventory, load_valid_inventory};
 use crate::plan::{ObservedState, Plan, PlanMeta, PlanOptions, diff};
-use crate::state::{AddressRecord, StateStore};
+use crate::state::StateStore;
 
 /// How long one host task may take before ceso gives up waiting.
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -89,12 +89,7 @@ pub fn recorded_addresses(state: &Path) -> Result<Vec<Holding>, CommandError> {
     if !state.exists() {
         return Ok(vec![]);
     }
-    let store = StateStore::open(state)?;
-    Ok(store
-        .addresses()?
-        .iter()
-        .map(AddressRecord::holding)
-        .collect())
+    Ok(StateStore::open(state)?.recorded_holdings()?)
 }
 
 /// A fresh plan id and time.
@@ -155,11 +150,10 @@ pub async fn plan_inventory(
         match connect(&BTreeMap::from([(name.clone(), connection)])).await {
             Ok(connected) => hosts.extend(connected),
             Err(e) => {
-                let message = match e {
-                    CommandError::Failed { message, .. } => message,
-                    CommandError::Diagnostics(_) => format!("host {name} cannot be reached"),
-                };
-                eprintln!("warning: suspended host {name} is not observed: {message}");
+                eprintln!(
+                    "warning: suspended host {name} is not observed: {}",
+                    e.message()
+                );
             }
         }
     }

@@ -140,6 +140,24 @@ impl CommandError {
         }
     }
 
+    /// What went wrong, in one line (without the hint).
+    pub fn message(&self) -> String {
+        match self {
+            CommandError::Failed { message, .. } => message.clone(),
+            CommandError::Diagnostics(diagnostics) => {
+                format!("{} problem(s) in the manifests", diagnostics.len())
+            }
+        }
+    }
+
+    /// What to do about it, if there is something.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            CommandError::Failed { hint, .. } => hint.as_deref(),
+            CommandError::Diagnostics(_) => None,
+        }
+    }
+
     /// A failure with a message and what to do about it.
     pub fn with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
         CommandError::Failed {

@@ -431,12 +431,9 @@ impl Controller<'_> {
         let done = match self.reconcile_inner(trigger).await {
             Ok(done) => done,
             Err(error) => {
-                let message = match &error {
-                    CommandError::Failed { message, hint } => match hint {
-                        Some(hint) => format!("{message} (hint: {hint})"),
-                        None => message.clone(),
-                    },
-                    CommandError::Diagnostics(d) => format!("{} problem(s)", d.len()),
+                let message = match error.hint() {
+                    Some(hint) => format!("{} (hint: {hint})", error.message()),
+                    None => error.message(),
                 };
                 let result = if self.stop_requested() {
                     ReconcileResult::Interrupted
@@ -447,7 +444,7 @@ impl Controller<'_> {
             }
         };
         let record = ReconcileRecord {
-            id: id.clone(),
+            id,
             started_at,
             finished_at: now(),
             reason: trigger.to_string(),
@@ -462,6 +459,14 @@ impl Controller<'_> {
         if let Err(e) = self.store.save_reconcile(&record) {
             eprintln!("error: state file: recording the reconcile: {e}");
         }
+        // The event is the record (its `message` becomes the printed line) and the next backup.
+        let mut event = serde_json::to_value(&record).unwrap_or_default();
+        event["next_backup"] = done
+            .next_backup
+            .as_ref()
+            .map_or(serde_json::Value::Null, |(at, vm, policy)| {
+                serde_json::json!({ "vm": vm, "policy": policy, "at": at.to_string() })
+            });
         let retry = if done.result == ReconcileResult::Failed {
             "; tried again after a delay"
         } else {
@@ -479,19 +484,7 @@ impl Controller<'_> {
                 done.result.as_str().replace('_', " "),
                 done.message
             ),
-            serde_json::json!({
-                "id": id,
-                "reason": trigger.to_string(),
-                "mode": self.args.mode(),
-                "result": done.result,
-                "pending": done.pending,
-                "suspended": done.suspended,
-                "run_id": done.run_id,
-                "backups": done.backups,
-                "next_backup": done.next_backup.as_ref().map(|(at, vm, policy)| serde_json::json!({
-                    "vm": vm, "policy": policy, "at": at.to_string(),
-                })),
-            }),
+            event,
         );
         done
     }
@@ -553,12 +546,7 @@ impl Controller<'_> {
         tracing::debug!("reconcile: planning");
         let options = PlanOptions {
             prune: self.args.prune,
-            recorded_addresses: self
-                .store
-                .addresses()?
-                .iter()
-                .map(crate::state::AddressRecord::holding)
-                .collect(),
+            recorded_addresses: self.store.recorded_holdings()?,
             guest_ip_timeout_secs: self.args.guest_ip_timeout,
             force_power_off: self.args.force_power_off,
             ..PlanOptions::default()
@@ -749,10 +737,7 @@ impl Controller<'_> {
                 } else {
                     ReconcileResult::Failed
                 };
-                let mut message = match error {
-                    CommandError::Failed { message, .. } => message,
-                    CommandError::Diagnostics(d) => format!("{} problem(s)", d.len()),
-                };
+                let mut message = error.message();
                 if let Some(run) = run_id.as_deref() {
                     let faults = self.failed_steps(run);
                     if !faults.is_empty() {
@@ -838,10 +823,7 @@ impl Controller<'_> {
                 },
                 Err(error) => {
                     super::backup::report(&error);
-                    let message = match error {
-                        CommandError::Failed { message, .. } => message,
-                        CommandError::Diagnostics(d) => format!("{} problem(s)", d.len()),
-                    };
+                    let message = error.message();
                     BackupAttempt {
                         vm: due.vm.clone(),
                         policy: due.policy.clone(),

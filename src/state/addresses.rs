@@ -61,6 +61,15 @@ impl StateStore {
         self.record_addresses(vm, &[])
     }
 
+    /// The recorded addresses as the allocator's holdings (kind `Recorded`).
+    pub fn recorded_holdings(&self) -> Result<Vec<Holding>, StateError> {
+        Ok(self
+            .addresses()?
+            .iter()
+            .map(AddressRecord::holding)
+            .collect())
+    }
+
     /// Every recorded address, by VM then adapter.
     pub fn addresses(&self) -> Result<Vec<AddressRecord>, StateError> {
         self.read(|txn| {
