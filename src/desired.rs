@@ -11,7 +11,7 @@ use crate::cloudinit::{CloudInitConfig, UserDataInput, user_data};
 use crate::host::Firmware;
 use crate::ipam;
 use crate::manifest::{
-    DEFAULT_GUEST_ID, EnvSecret, FileSecret, Inventory, Power, SecretRef, ShutdownSpec,
+    DEFAULT_GUEST_ID, EnvSecret, FileSecret, HostSshSpec, Inventory, Power, SecretRef, ShutdownSpec,
 };
 use crate::secret::Secret;
 
@@ -42,6 +42,8 @@ pub enum SecretError {
     },
     #[error("the password of host {host} ({from}) is empty")]
     Empty { host: String, from: String },
+    #[error("the password of host {host} ({from}) cannot be read yet: not implemented")]
+    NotAvailable { host: String, from: String },
 }
 
 impl HostConnection {
@@ -70,6 +72,12 @@ impl HostConnection {
                 }
                 text
             }
+            SecretRef::Store(_) | SecretRef::Keyring(_) => {
+                return Err(SecretError::NotAvailable {
+                    host: host.to_owned(),
+                    from: self.password.to_string(),
+                });
+            }
         };
         if value.is_empty() {
             return Err(SecretError::Empty {
@@ -95,6 +103,12 @@ pub struct DesiredHost {
     pub network: String,
     /// The manifest asks to delete managed VMs that are no longer declared.
     pub prune: bool,
+    /// `spec.access.allowedNetworks`: who may reach SSH and the API (`None`: not managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_networks: Option<Vec<String>>,
+    /// `spec.ssh`: the pinned SSH host key and port (`None`: ceso does not use SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<HostSshSpec>,
 }
 
 /// A VM as declared, defaults resolved.
@@ -258,6 +272,11 @@ impl DesiredState {
                     datastore: spec.datastore.clone(),
                     network: spec.network.clone(),
                     prune: spec.prune,
+                    allowed_networks: spec
+                        .access
+                        .as_ref()
+                        .map(|access| access.allowed_networks.clone()),
+                    ssh: spec.ssh.clone(),
                 };
                 (host.name.clone(), desired)
             })

@@ -1,5 +1,6 @@
 //! ceso (ESXi Commander): declarative management of standalone VMware ESXi hosts.
 
+pub mod access;
 pub mod apply;
 pub mod backup;
 pub mod cli;

@@ -7,12 +7,16 @@ mod completions;
 mod connect;
 mod files;
 mod help;
+mod host;
 mod init;
 mod inspect;
 mod ip;
+mod mcp;
 mod plan;
 mod progress;
+mod promote;
 mod schema;
+mod secret;
 mod status;
 mod template;
 mod validate;
@@ -84,6 +88,17 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff).
     Man(completions::ManArgs),
+    /// Secrets for the manifests (`{ secret: NAME }`): the encrypted store and the OS keyring.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Ask for, approve and list promotions of the restricted (agent) role.
+    #[command(subcommand)]
+    Promote(promote::PromoteCommand),
+    /// Serve the Model Context Protocol over stdio for AI agents (restricted role).
+    Mcp(mcp::McpArgs),
+    /// Check the hosts themselves: connections and pinned keys.
+    #[command(subcommand)]
+    Host(host::HostCommand),
 }
 
 /// `ceso template ...`
@@ -270,6 +285,9 @@ async fn dispatch(mut cli: Cli) -> Result<Outcome, CommandError> {
     if cli.output == OutputFormat::Json {
         ask_for_json(&mut cli.command);
     }
+    if let Err(refused) = crate::access::authorize(&cli.command, &cli.state) {
+        return Err(CommandError::new(refused.to_string()));
+    }
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args, &cli.state).await,
@@ -293,6 +311,10 @@ async fn dispatch(mut cli: Cli) -> Result<Outcome, CommandError> {
             completions::completions(args, command_line(&Config::default()))
         }
         Command::Man(args) => completions::man(args, command_line(&Config::default())),
+        Command::Secret(command) => secret::run(command, &cli.state).await,
+        Command::Promote(command) => promote::run(command, &cli.state).await,
+        Command::Mcp(args) => mcp::run(args, &cli.state).await,
+        Command::Host(command) => host::run(command, &cli.state).await,
     }
 }
 

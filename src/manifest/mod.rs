@@ -18,9 +18,10 @@ pub use size::{Size, SizeError};
 pub use types::{
     API_VERSION, BackupPolicySpec, BackupTargetSpec, CloneSourceSpec, CloudInitSpec,
     DEFAULT_GUEST_ID, DEFAULT_SHUTDOWN_TIMEOUT_SECS, DatastoreTargetSpec, DescribedReservation,
-    DirectoryTargetSpec, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostSpec, IpPoolSpec,
-    IpRangeSpec, Metadata, NetworkSpec, Power, ReservationSpec, RetentionSpec, ScheduleSpec,
-    SecretRef, ShutdownSpec, SshKeySource, TemplateSpec, VirtualMachineSpec,
+    DirectoryTargetSpec, DiskSpec, Document, EnvSecret, FileSecret, Firmware, HostAccessSpec,
+    HostSpec, HostSshSpec, IpPoolSpec, IpRangeSpec, KeyringSecret, Metadata, NetworkSpec, Power,
+    ReservationSpec, RetentionSpec, ScheduleSpec, SecretRef, ShutdownSpec, SshKeySource,
+    StoreSecret, TemplateSpec, VirtualMachineSpec,
 };
 pub use validate::{
     Inventory, MAX_VM_NAME, is_valid_name, load_inventory, load_inventory_without_address_check,

@@ -37,7 +37,8 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Where a secret comes from: `{ env: NAME }` or `{ file: path }`. Literal secrets are never
+/// Where a secret comes from: `{ env: NAME }`, `{ file: path }`, `{ secret: NAME }` (ceso's
+/// encrypted secret store) or `{ keyring: NAME }` (the OS keyring). Literal secrets are never
 /// accepted in manifests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -46,6 +47,26 @@ pub enum SecretRef {
     Env(EnvSecret),
     /// Path of a file holding the secret (relative to the manifest file); one trailing newline is ignored.
     File(FileSecret),
+    /// Name of a secret in ceso's encrypted secret store (`ceso secret set NAME`).
+    Store(StoreSecret),
+    /// Name of an entry in the OS keyring (`ceso secret set NAME --keyring`).
+    Keyring(KeyringSecret),
+}
+
+/// `{ secret: NAME }`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSecret {
+    /// Name of a secret in ceso's encrypted secret store (`ceso secret list` shows them).
+    pub secret: String,
+}
+
+/// `{ keyring: NAME }`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringSecret {
+    /// Name of an entry of service `ceso` in the OS keyring.
+    pub keyring: String,
 }
 
 /// `{ env: NAME }`
@@ -81,6 +102,8 @@ impl fmt::Display for SecretRef {
         match self {
             SecretRef::Env(EnvSecret { env }) => write!(f, "environment variable {env}"),
             SecretRef::File(FileSecret { file }) => write!(f, "file {}", file.display()),
+            SecretRef::Store(StoreSecret { secret }) => write!(f, "secret {secret}"),
+            SecretRef::Keyring(KeyringSecret { keyring }) => write!(f, "keyring entry {keyring}"),
         }
     }
 }
@@ -99,7 +122,7 @@ pub struct HostSpec {
     pub insecure: bool,
     /// Login user, e.g. `root`.
     pub username: String,
-    /// The password: `{ env: NAME }` or `{ file: path }`.
+    /// The password: `{ env: NAME }`, `{ file: path }`, `{ secret: NAME }` or `{ keyring: NAME }`.
     pub password: SecretRef,
     /// Default datastore for VMs on this host.
     pub datastore: String,
@@ -112,6 +135,33 @@ pub struct HostSpec {
     /// removed; `ceso plan` still shows what it would change.
     #[serde(default, skip_serializing_if = "is_false")]
     pub suspend: bool,
+    /// Who may reach the host's management services (the ESXi firewall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<HostAccessSpec>,
+    /// SSH to the host, where ceso uses it: the pinned host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<HostSshSpec>,
+}
+
+/// `spec.access` of a Host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostAccessSpec {
+    /// Addresses and networks (`10.0.0.5`, `10.0.0.0/24`) allowed to reach SSH and the
+    /// API/web client; ceso keeps the ESXi firewall's allowed hosts of those rulesets to these.
+    pub allowed_networks: Vec<String>,
+}
+
+/// `spec.ssh` of a Host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSshSpec {
+    /// Fingerprint of the host's SSH key as OpenSSH prints it (`SHA256:...`); any other key is
+    /// refused.
+    pub host_key: String,
+    /// SSH port. Omitted: 22.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// `kind: VirtualMachine` — a VM ceso creates and keeps as declared.

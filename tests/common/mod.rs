@@ -320,6 +320,8 @@ pub fn desired_host(prune: bool) -> DesiredHost {
         datastore: "datastore1".into(),
         network: "VM Network".into(),
         prune,
+        allowed_networks: None,
+        ssh: None,
     }
 }
 
