@@ -12,6 +12,7 @@ pub mod esxi;
 pub mod host;
 pub mod ipam;
 pub mod manifest;
+pub mod mcp;
 pub mod plan;
 pub mod secret;
 pub mod state;

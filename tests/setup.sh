@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine (Go and govmomi from
 # Debian's packages, curl, qemu-img to build test OVAs, and cloud-init, whose own VMware
-# datasource checks the guestinfo ceso writes) and builds the project's ESXi simulator launcher.
-# Prints the launcher's path as its last line.
+# datasource checks the guestinfo ceso writes), builds the project's ESXi simulator launcher and
+# sets up the Python MCP client in $target/mcp-venv. Prints the launcher's path as its last line.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -31,5 +31,18 @@ if [ ! -x "$out" ] || [ "$top/tests/esxsim/main.go" -nt "$out" ]; then
   GOPATH=/usr/share/gocode GO111MODULE=off CGO_ENABLED=0 GOCACHE=${GOCACHE:-$target/esxsim/gocache} \
     go build -o "$out.tmp" "$top/tests/esxsim/main.go" >&2
   mv "$out.tmp" "$out"
+fi
+
+# The MCP client the tests of `ceso mcp` drive it with: the official Python SDK (PyPI `mcp`), at a
+# pinned version, in a virtual environment of its own.
+mcp_version=2.3.0
+venv=$target/mcp-venv
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$mcp_version')" 2>/dev/null; then
+  echo "setup: installing the Python MCP client (mcp==$mcp_version) into $venv" >&2
+  python=/usr/bin/python3
+  [ -x "$python" ] || python=$(command -v python3)
+  rm -rf "$venv"
+  "$python" -m venv "$venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==$mcp_version" >&2
 fi
 echo "$out"
