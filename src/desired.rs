@@ -10,9 +10,7 @@ use crate::backup::policy::BackupPolicy;
 use crate::cloudinit::{CloudInitConfig, UserDataInput, user_data};
 use crate::host::Firmware;
 use crate::ipam;
-use crate::manifest::{
-    DEFAULT_GUEST_ID, EnvSecret, FileSecret, HostSshSpec, Inventory, Power, SecretRef, ShutdownSpec,
-};
+use crate::manifest::{DEFAULT_GUEST_ID, HostSshSpec, Inventory, Power, SecretRef, ShutdownSpec};
 use crate::secret::Secret;
 
 /// How to reach a host. Holds a reference to the password, never the password.
@@ -29,63 +27,30 @@ pub struct HostConnection {
     pub secret_base: PathBuf,
 }
 
-/// A secret reference that could not be read.
+/// The password of a host could not be read. Names the host and the reference, never a value.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("environment variable {name} is not set (password of host {host})")]
-    MissingEnv { host: String, name: String },
-    #[error("cannot read password file {path} of host {host}: {source}")]
-    File {
-        host: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the password of host {host} ({from}) is empty")]
-    Empty { host: String, from: String },
-    #[error("the password of host {host} ({from}) cannot be read yet: not implemented")]
-    NotAvailable { host: String, from: String },
+#[error("cannot read the password of host {host}: {source}")]
+pub struct SecretError {
+    pub host: String,
+    #[source]
+    pub source: crate::secret::ResolveError,
+}
+
+impl SecretError {
+    /// What to do about it (e.g. `ceso secret set NAME`).
+    pub fn hint(&self) -> String {
+        self.source.hint()
+    }
 }
 
 impl HostConnection {
-    /// Reads the password from where the manifest says it is.
+    /// Reads the password from where the manifest says it is (`{ env }`, `{ file }` relative to
+    /// the manifest, `{ secret }` in ceso's encrypted store, `{ keyring }` in the OS keyring).
     pub fn resolve_password(&self, host: &str) -> Result<Secret, SecretError> {
-        let value = match &self.password {
-            SecretRef::Env(EnvSecret { env }) => {
-                std::env::var(env).map_err(|_| SecretError::MissingEnv {
-                    host: host.to_owned(),
-                    name: env.clone(),
-                })?
-            }
-            SecretRef::File(FileSecret { file }) => {
-                let path = self.secret_base.join(file);
-                let mut text =
-                    std::fs::read_to_string(&path).map_err(|source| SecretError::File {
-                        host: host.to_owned(),
-                        path: path.clone(),
-                        source,
-                    })?;
-                if text.ends_with('\n') {
-                    text.pop();
-                    if text.ends_with('\r') {
-                        text.pop();
-                    }
-                }
-                text
-            }
-            SecretRef::Store(_) | SecretRef::Keyring(_) => {
-                return Err(SecretError::NotAvailable {
-                    host: host.to_owned(),
-                    from: self.password.to_string(),
-                });
-            }
-        };
-        if value.is_empty() {
-            return Err(SecretError::Empty {
-                host: host.to_owned(),
-                from: self.password.to_string(),
-            });
-        }
-        Ok(Secret::new(value))
+        crate::secret::resolve(&self.password, &self.secret_base).map_err(|source| SecretError {
+            host: host.to_owned(),
+            source,
+        })
     }
 }
 

@@ -459,7 +459,7 @@ fn hint_for(path: &str, message: &str) -> Option<String> {
     }
     if path.ends_with("password") {
         return Some(
-            "write `password: { env: ESXI_PASSWORD }` or `password: { file: path }`; literal passwords are not accepted"
+            "write `password: { secret: NAME }` (ceso's encrypted store: `ceso secret set NAME`), `{ keyring: NAME }` (the OS keyring), `{ env: VARIABLE }` or `{ file: path }`; literal passwords are not accepted"
                 .to_owned(),
         );
     }

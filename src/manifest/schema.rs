@@ -298,7 +298,7 @@ fn pointer_tokens(pointer: &str) -> Vec<String> {
         .collect()
 }
 
-const SECRET_HINT: &str = "write `password: { env: ESXI_PASSWORD }` or `password: { file: path }`; literal passwords are not accepted";
+const SECRET_HINT: &str = "write `password: { secret: NAME }` (ceso's encrypted store: `ceso secret set NAME`), `{ keyring: NAME }` (the OS keyring), `{ env: VARIABLE }` or `{ file: path }`; literal passwords are not accepted";
 const POWER_HINT: &str = "write `power: on` or `power: off`";
 const SIZE_HINT: &str =
     "write a whole number with a binary unit: MiB, GiB or TiB, e.g. 512MiB or 4GiB";

@@ -10,8 +10,8 @@ use ipnet::Ipv4Net;
 use super::backup::parse_backup_policy;
 use super::load::{Documents, Resource, read_documents};
 use super::types::{
-    BackupPolicySpec, EnvSecret, FileSecret, HostSpec, IpPoolSpec, SecretRef, SshKeySource,
-    TemplateSpec, VirtualMachineSpec,
+    BackupPolicySpec, EnvSecret, FileSecret, HostSpec, IpPoolSpec, KeyringSecret, SecretRef,
+    SshKeySource, StoreSecret, TemplateSpec, VirtualMachineSpec,
 };
 use crate::cloudinit::{UserDataError, UserDataInput, user_data};
 use crate::diagnostic::{Diagnostic, SourceLocation, has_errors};
@@ -319,6 +319,12 @@ fn check_host(
             "file path is empty",
             "e.g. `password: { file: secrets/esxi-01.password }`",
         ),
+        SecretRef::Store(StoreSecret { secret }) => {
+            check_secret_name(&mut check, "spec.password.secret", secret);
+        }
+        SecretRef::Keyring(KeyringSecret { keyring }) => {
+            check_secret_name(&mut check, "spec.password.keyring", keyring);
+        }
         _ => {}
     }
     for field in ["datastore", "network"] {
@@ -336,6 +342,21 @@ fn check_host(
         }
     }
     url
+}
+
+/// A `{ secret: NAME }` or `{ keyring: NAME }` name as `ceso secret set` accepts it (the
+/// secret itself is only read when connecting).
+fn check_secret_name(check: &mut Checker<'_, HostSpec>, field: &str, name: &str) {
+    if !crate::secret::is_valid_name(name) {
+        check.error(
+            field,
+            format!("invalid secret name {name:?}"),
+            format!(
+                "{}, e.g. `password: {{ secret: esxi-01-root }}`",
+                crate::secret::NAME_RULE
+            ),
+        );
+    }
 }
 
 /// Checks the address as the client will read it; never echoes it, since it may hold a secret.
