@@ -1,22 +1,31 @@
-//! `ceso audit list` and `ceso audit show RUN`
+//! `ceso audit list|show|verify|export`: the runs, the security events (refusals, promotions and
+//! their use) and the hash chain over both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Subcommand;
 
 use super::{CommandError, Outcome};
+use crate::access::profiles::format_duration;
 use crate::plan::ResourceChange;
-use crate::state::{RunRecord, RunStatus, StateStore, StepEvent, StepRecord};
+use crate::state::{
+    RunRecord, RunStatus, SecurityEvent, SecurityEventKind, StateStore, StepEvent, StepRecord,
+};
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// List every apply run, oldest first.
+    /// List every apply run, oldest first, then the security events (refusals, promotions).
     List {
-        /// Print JSON.
+        /// Print JSON (the runs; with --events, the security events).
         #[arg(long)]
         json: bool,
+        /// Only the security events: refusals, promotion requests, approvals, denials,
+        /// revocations, ends, expiries and uses.
+        #[arg(long)]
+        events: bool,
     },
     /// Check the audit log's hash chain: reports an entry changed, removed or reordered, and a
     /// run or step that differs from what was recorded. Exit code 1 when anything is wrong.
@@ -35,9 +44,10 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
     },
-    /// Show one run and every step event.
+    /// Show one run and every step event; or a promotion and every event about it; or one
+    /// security event by its number.
     Show {
-        /// The run id (from `ceso audit list`).
+        /// A run id, a promotion id, or a security event number (from `ceso audit list`).
         run: String,
         /// Print JSON.
         #[arg(long)]
@@ -59,7 +69,13 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
             return verify(&store, expect_head.as_deref(), json);
         }
         AuditCommand::Export { out } => return export(&store, out.as_deref()),
-        AuditCommand::List { json } => {
+        AuditCommand::List { json, events } => {
+            let security = store.security_events()?;
+            if events {
+                print_events(&security, json);
+                return Ok(Outcome::Success);
+            }
+            let promoted = promoted_runs(&security);
             let mut runs = Vec::new();
             for run in store.runs()? {
                 let run = lock.effective_status(run);
@@ -72,20 +88,31 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                 runs.push(run);
             }
             if json {
+                let runs: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|run| with_promotion(run, &promoted))
+                    .collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&runs).expect("runs serialize")
                 );
-            } else if runs.is_empty() {
+            } else if runs.is_empty() && security.is_empty() {
                 println!("No runs recorded in {}.", state.display());
+            } else if runs.is_empty() {
+                println!("No runs recorded in {}.\n", state.display());
+                print_events(&security, false);
             } else {
                 println!(
                     "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  SOURCE",
                     "RUN", "STATUS", "STARTED", "USER", "OK", "FAILED", "SKIPPED"
                 );
                 for run in &runs {
+                    let promotion = promoted
+                        .get(&run.run_id)
+                        .map(|id| format!(" (under promotion {id})"))
+                        .unwrap_or_default();
                     println!(
-                        "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  {}",
+                        "{:<27} {:<11} {:<24} {:<10} {:>5} {:>6} {:>7}  {}{promotion}",
                         run.run_id,
                         run.status,
                         run.started_at,
@@ -96,13 +123,28 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                         run.source
                     );
                 }
+                if !security.is_empty() {
+                    println!();
+                    print_events(&security, false);
+                }
             }
         }
         AuditCommand::Show { run, json } => {
+            let security = store.security_events()?;
+            if let Ok(number) = run.parse::<u64>() {
+                return show_event(&security, number, json);
+            }
+            if store.promotion(&run)?.is_some() {
+                return show_promotion(&store, &security, &run, json);
+            }
             let (record, steps) = store.run(&run)?;
             let (record, unknown) = counted(lock.effective_status(record), &steps);
+            let promotion = promoted_runs(&security).remove(&record.run_id);
             if json {
-                let value = serde_json::json!({ "run": record, "steps": steps });
+                let value = serde_json::json!({
+                    "run": with_promotion(&record, &promoted_runs(&security)),
+                    "steps": steps,
+                });
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&value).expect("audit serializes")
@@ -115,6 +157,9 @@ pub fn run(command: AuditCommand, state: &Path) -> Result<Outcome, CommandError>
                     "  by:       {} on {} (pid {})",
                     record.os_user, record.hostname, record.pid
                 );
+                if let Some(promotion) = promotion {
+                    println!("  under:    promotion {promotion} (`ceso audit show {promotion}`)");
+                }
                 println!("  started:  {}", record.started_at);
                 if let Some(finished) = &record.finished_at {
                     println!("  finished: {finished}");
@@ -311,6 +356,7 @@ fn export(store: &StateStore, out: Option<&std::path::Path>) -> Result<Outcome, 
             "kind": entry.kind,
             "run_id": entry.run_id,
             "step_seq": entry.step_seq,
+            "event": entry.event,
             "record": record,
             "prev": entry.prev,
             "hash": entry.hash,
@@ -322,6 +368,211 @@ fn export(store: &StateStore, out: Option<&std::path::Path>) -> Result<Outcome, 
         Some(path) => std::fs::write(path, text)
             .map_err(|e| CommandError::new(format!("cannot write {}: {e}", path.display())))?,
         None => print!("{text}"),
+    }
+    Ok(Outcome::Success)
+}
+
+/// The promotion each run recorded under one ran under, by run id.
+fn promoted_runs(security: &[(u64, SecurityEvent)]) -> BTreeMap<String, String> {
+    security
+        .iter()
+        .filter(|(_, e)| e.event == SecurityEventKind::PromotionRun)
+        .filter_map(|(_, e)| Some((e.run_id.clone()?, e.promotion.clone()?)))
+        .collect()
+}
+
+/// A run as JSON, with `promotion` when it ran under one.
+fn with_promotion(run: &RunRecord, promoted: &BTreeMap<String, String>) -> serde_json::Value {
+    let mut value = serde_json::to_value(run).expect("runs serialize");
+    if let (Some(id), Some(object)) = (promoted.get(&run.run_id), value.as_object_mut()) {
+        object.insert("promotion".to_owned(), serde_json::Value::from(id.clone()));
+    }
+    value
+}
+
+/// A security event as JSON, with its number first.
+fn event_json(number: u64, event: &SecurityEvent) -> serde_json::Value {
+    let mut value = serde_json::json!({ "number": number });
+    if let (Some(object), serde_json::Value::Object(fields)) = (
+        value.as_object_mut(),
+        serde_json::to_value(event).expect("events serialize"),
+    ) {
+        object.extend(fields);
+    }
+    value
+}
+
+/// One line of text about a security event.
+fn event_line(event: &SecurityEvent) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(command) = &event.command {
+        parts.push(format!("ceso {command}"));
+    }
+    if let Some(promotion) = &event.promotion {
+        parts.push(format!("promotion {promotion}"));
+    }
+    if let Some(run) = &event.run_id {
+        parts.push(format!("run {run}"));
+    }
+    if let Some(record) = &event.record {
+        match event.event {
+            SecurityEventKind::PromotionRequested => parts.push(format!(
+                "for {}: {}",
+                format_duration(Duration::from_secs(record.ttl_secs)),
+                record.reason
+            )),
+            SecurityEventKind::PromotionApproved => {
+                if let Some(approval) = &record.approval {
+                    parts.push(format!("until {}", approval.expires_at));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(reason) = &event.reason {
+        parts.push(reason.clone());
+    }
+    parts.join("; ")
+}
+
+/// The security events, as a table or JSON.
+fn print_events(security: &[(u64, SecurityEvent)], json: bool) {
+    if json {
+        let values: Vec<serde_json::Value> = security
+            .iter()
+            .map(|(number, event)| event_json(*number, event))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&values).expect("events serialize")
+        );
+        return;
+    }
+    if security.is_empty() {
+        println!("No security events recorded.");
+        return;
+    }
+    println!("Security events:");
+    println!(
+        "{:>5} {:<24} {:<19} {:<12} {:<10} {:<10}  WHAT",
+        "#", "AT", "EVENT", "USER", "PROFILE", "ROLE"
+    );
+    for (number, event) in security {
+        println!(
+            "{:>5} {:<24} {:<19} {:<12} {:<10} {:<10}  {}",
+            number,
+            event.at,
+            event.event,
+            event.actor.os_user,
+            event.actor.profile.as_deref().unwrap_or("-"),
+            event.actor.role,
+            event_line(event)
+        );
+    }
+}
+
+/// `ceso audit show N`: one security event.
+fn show_event(
+    security: &[(u64, SecurityEvent)],
+    number: u64,
+    json: bool,
+) -> Result<Outcome, CommandError> {
+    let Some((_, event)) = security.iter().find(|(n, _)| *n == number) else {
+        return Err(CommandError::with_hint(
+            format!("no security event {number} in the audit log"),
+            "`ceso audit list --events` lists them",
+        ));
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&event_json(number, event)).expect("events serialize")
+        );
+        return Ok(Outcome::Success);
+    }
+    print_event_detail(number, event);
+    Ok(Outcome::Success)
+}
+
+fn print_event_detail(number: u64, event: &SecurityEvent) {
+    println!("Security event {number}: {}", event.event);
+    println!("  at:       {}", event.at);
+    println!(
+        "  by:       {} (uid {}) on {} (pid {}), role {}, profile {}",
+        event.actor.os_user,
+        event.actor.uid,
+        event.actor.hostname,
+        event.actor.pid,
+        event.actor.role,
+        event.actor.profile.as_deref().unwrap_or("none")
+    );
+    let detail = event_line(event);
+    if !detail.is_empty() {
+        println!("  what:     {detail}");
+    }
+}
+
+/// `ceso audit show PROMOTION`: the promotion as it is and every event about it.
+fn show_promotion(
+    store: &StateStore,
+    security: &[(u64, SecurityEvent)],
+    id: &str,
+    json: bool,
+) -> Result<Outcome, CommandError> {
+    let record = store.promotion(id)?;
+    let events: Vec<&(u64, SecurityEvent)> = security
+        .iter()
+        .filter(|(_, e)| e.promotion.as_deref() == Some(id))
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "promotion": record,
+            "events": events.iter().map(|(n, e)| event_json(*n, e)).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("promotion serializes")
+        );
+        return Ok(Outcome::Success);
+    }
+    if let Some(record) = &record {
+        println!("Promotion {} ({})", record.id, record.status);
+        println!(
+            "  requested by: {} (uid {}, profile {}) on {} at {}",
+            record.requester,
+            record.requester_uid,
+            record.profile.as_deref().unwrap_or("none"),
+            record.hostname,
+            record.requested_at
+        );
+        println!("  reason:       {}", record.reason);
+        println!(
+            "  ttl:          {}",
+            format_duration(Duration::from_secs(record.ttl_secs))
+        );
+        if let Some(approval) = &record.approval {
+            println!(
+                "  approved by:  {} (profile {}, key {}) at {}, until {}",
+                approval.approver,
+                approval.approver_profile,
+                approval.key,
+                approval.approved_at,
+                approval.expires_at
+            );
+        }
+        if let (Some(at), Some(by)) = (&record.closed_at, &record.closed_by) {
+            println!("  {:<13} {at} by {by}", format!("{}:", record.status));
+        }
+        println!();
+    }
+    for (number, event) in events {
+        println!(
+            "  #{number} {} {} by {}: {}",
+            event.at,
+            event.event,
+            event.actor.os_user,
+            event_line(event)
+        );
     }
     Ok(Outcome::Success)
 }

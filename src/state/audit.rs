@@ -175,11 +175,27 @@ impl StateStore {
 }
 
 /// Writes a run record and its chain entry in `txn` (the only way run records are written).
+/// A run recorded by a process that runs under a promotion is linked to it by a
+/// `promotion_run` security event, written with the run's first record.
 pub(super) fn record_run(txn: &redb::WriteTransaction, run: &RunRecord) -> Result<(), redb::Error> {
     let text = to_json(run);
+    let new = txn.open_table(RUNS)?.get(run.run_id.as_str())?.is_none();
     // The chain first: a chain that starts now lists the runs recorded before, not this one.
     super::chain::append(txn, EntryKind::Run, &run.run_id, None, &text)?;
     txn.open_table(RUNS)?
         .insert(run.run_id.as_str(), text.as_str())?;
+    if new && let Some(acting) = super::promotions::acting_promotion() {
+        let event = super::promotions::SecurityEvent {
+            event: super::promotions::SecurityEventKind::PromotionRun,
+            at: run.started_at.clone(),
+            actor: acting.actor.clone(),
+            command: Some(acting.command.clone()),
+            promotion: Some(acting.id.clone()),
+            run_id: Some(run.run_id.clone()),
+            reason: None,
+            record: None,
+        };
+        super::promotions::record_event(txn, &event)?;
+    }
     Ok(())
 }

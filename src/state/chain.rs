@@ -4,6 +4,10 @@
 //! [`StateStore::verify_audit`] finds an entry changed, removed or reordered, and a run or step
 //! whose table row differs from what was recorded, was added outside ceso, or went missing.
 //!
+//! Security events (refusals, promotions and their use; `promotions.rs`) are chained the same
+//! way, and the promotions table is checked against the last state of each promotion an event
+//! recorded.
+//!
 //! What it cannot prove on its own: someone who rewrites the whole chain consistently. Keep the
 //! head hash (`ceso audit verify` prints it) somewhere else, e.g. in the CI log, and pass it back
 //! with `--expect-head`.
@@ -13,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::promotions::{PROMOTIONS, PromotionRecord, SECURITY_EVENTS, SecurityEvent};
 use super::{RUNS, STEPS, StateError, StateStore, corrupt, to_json};
 
 /// Chain entries by sequence number (0 is the genesis): JSON [`ChainEntry`].
@@ -28,6 +33,8 @@ pub enum EntryKind {
     Run,
     /// A step event, `step_seq` its position in its run.
     Step,
+    /// A security event (a refusal, a promotion's step or use), `event` its number.
+    Security,
 }
 
 /// One entry of the chain.
@@ -38,6 +45,9 @@ pub struct ChainEntry {
     pub run_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_seq: Option<u64>,
+    /// The number of a security event (`kind` = `security`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
     /// The record exactly as stored in its table (JSON text).
     pub record: String,
     /// The hash of the entry before (64 zeros for the genesis).
@@ -52,6 +62,16 @@ impl ChainEntry {
             EntryKind::Genesis => "genesis",
             EntryKind::Run => "run",
             EntryKind::Step => "step",
+            EntryKind::Security => {
+                let text = format!(
+                    "{}\n{}\nsecurity\n{}\n{}",
+                    self.prev,
+                    self.seq,
+                    self.event.map(|e| e.to_string()).unwrap_or_default(),
+                    self.record
+                );
+                return hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+            }
         };
         let text = format!(
             "{}\n{}\n{kind}\n{}\n{}\n{}",
@@ -88,6 +108,26 @@ pub(super) fn append(
     step_seq: Option<u64>,
     record: &str,
 ) -> Result<(), redb::Error> {
+    append_entry(txn, kind, run_id, step_seq, None, record)
+}
+
+/// Appends security event number `event` (its record as stored), in `txn`.
+pub(super) fn append_security(
+    txn: &redb::WriteTransaction,
+    event: u64,
+    record: &str,
+) -> Result<(), redb::Error> {
+    append_entry(txn, EntryKind::Security, "", None, Some(event), record)
+}
+
+fn append_entry(
+    txn: &redb::WriteTransaction,
+    kind: EntryKind,
+    run_id: &str,
+    step_seq: Option<u64>,
+    event: Option<u64>,
+    record: &str,
+) -> Result<(), redb::Error> {
     let mut chain = txn.open_table(CHAIN)?;
     let last: Option<ChainEntry> = match chain.last()? {
         Some((_, value)) => Some(serde_json::from_str(value.value()).map_err(corrupt)?),
@@ -106,6 +146,7 @@ pub(super) fn append(
                 kind: EntryKind::Genesis,
                 run_id: String::new(),
                 step_seq: None,
+                event: None,
                 record: to_json(&earlier),
                 prev: ZERO.to_owned(),
                 hash: String::new(),
@@ -119,6 +160,7 @@ pub(super) fn append(
         kind,
         run_id: run_id.to_owned(),
         step_seq,
+        event,
         record: record.to_owned(),
         prev: last.hash,
         hash: String::new(),
@@ -158,6 +200,9 @@ impl StateStore {
         let mut uncovered: BTreeSet<String> = BTreeSet::new();
         let mut runs: BTreeMap<String, String> = BTreeMap::new();
         let mut steps: BTreeMap<(String, u64), String> = BTreeMap::new();
+        let mut events: BTreeMap<u64, String> = BTreeMap::new();
+        // The last state of each promotion an event recorded.
+        let mut promotions: BTreeMap<String, PromotionRecord> = BTreeMap::new();
         for (position, entry) in chain.iter().enumerate() {
             let expected_seq = position as u64;
             if entry.seq != expected_seq {
@@ -194,8 +239,26 @@ impl StateStore {
                         steps.insert((entry.run_id.clone(), seq), entry.record.clone());
                     }
                 }
+                EntryKind::Security => {
+                    if let Some(number) = entry.event {
+                        events.insert(number, entry.record.clone());
+                    }
+                    match serde_json::from_str::<SecurityEvent>(&entry.record) {
+                        Ok(event) => {
+                            if let Some(record) = event.record {
+                                promotions.insert(record.id.clone(), record);
+                            }
+                        }
+                        Err(_) => problems.push(format!(
+                            "entry {} ({}) is not a readable security event",
+                            entry.seq,
+                            describe(entry)
+                        )),
+                    }
+                }
             }
         }
+        self.verify_security_tables(&events, &promotions, &mut problems)?;
         let (table_runs, table_steps) = self.read(|txn| {
             let mut table_runs = BTreeMap::new();
             for entry in txn.open_table(RUNS)?.iter()? {
@@ -255,8 +318,72 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Compares the security events and promotions tables with what the chain recorded.
+    fn verify_security_tables(
+        &self,
+        events: &BTreeMap<u64, String>,
+        promotions: &BTreeMap<String, PromotionRecord>,
+        problems: &mut Vec<String>,
+    ) -> Result<(), StateError> {
+        let (table_events, table_promotions) = self.read(|txn| {
+            let mut table_events = BTreeMap::new();
+            for entry in txn.open_table(SECURITY_EVENTS)?.iter()? {
+                let (key, value) = entry?;
+                table_events.insert(key.value(), value.value().to_owned());
+            }
+            let mut table_promotions = BTreeMap::new();
+            for entry in txn.open_table(PROMOTIONS)?.iter()? {
+                let (key, value) = entry?;
+                table_promotions.insert(key.value().to_owned(), value.value().to_owned());
+            }
+            Ok((table_events, table_promotions))
+        })?;
+        for (number, text) in &table_events {
+            match events.get(number) {
+                Some(recorded) if recorded == text => {}
+                Some(_) => problems.push(format!(
+                    "security event {number} differs from what was recorded"
+                )),
+                None => problems.push(format!(
+                    "security event {number} is not in the chain: it was added outside ceso"
+                )),
+            }
+        }
+        for number in events.keys() {
+            if !table_events.contains_key(number) {
+                problems.push(format!(
+                    "security event {number} was removed from the audit log"
+                ));
+            }
+        }
+        for (id, text) in &table_promotions {
+            let stored = serde_json::from_str::<PromotionRecord>(text).ok();
+            match (promotions.get(id), stored) {
+                (Some(recorded), Some(stored)) if *recorded == stored => {}
+                (Some(_), _) => problems.push(format!(
+                    "promotion {id} differs from what was recorded (its record was changed)"
+                )),
+                (None, _) => problems.push(format!(
+                    "promotion {id} is not in the chain: it was added outside ceso"
+                )),
+            }
+        }
+        for id in promotions.keys() {
+            if !table_promotions.contains_key(id) {
+                problems.push(format!("promotion {id} was removed from the state file"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn describe(entry: &ChainEntry) -> String {
     match (&entry.kind, entry.step_seq) {
+        (EntryKind::Security, _) => format!(
+            "security event {}",
+            entry.event.map(|e| e.to_string()).unwrap_or_default()
+        ),
         (EntryKind::Genesis, _) => "the start of the chain".to_owned(),
         (EntryKind::Run, _) => format!("run {}", entry.run_id),
         (EntryKind::Step, Some(seq)) => format!("step event {seq} of run {}", entry.run_id),

@@ -10,6 +10,7 @@ mod audit;
 mod backups;
 mod chain;
 mod lock;
+mod promotions;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,10 @@ pub use addresses::AddressRecord;
 pub use audit::{RunRecord, RunStatus, StepEvent, StepRecord, recorded_changes};
 pub use chain::{AuditVerification, ChainEntry, EntryKind};
 pub use lock::{ApplyLock, LockHolder};
+pub use promotions::{
+    ActingPromotion, Actor, Approval, PromotionRecord, PromotionStatus, PromotionUpdate,
+    SecurityEvent, SecurityEventKind, acting_promotion, set_acting_promotion,
+};
 pub use watch::{
     BackupAttempt, PendingChange, RECONCILES_KEPT, ReconcileRecord, ReconcileResult, WatchLock,
     WatchLockError, WatcherRecord,
@@ -88,6 +93,9 @@ impl StateStore {
             txn.open_table(backups::SCANNED_TARGETS)?;
             txn.open_table(watch::RECONCILES)?;
             txn.open_table(chain::CHAIN)?;
+            txn.open_table(promotions::SECURITY_EVENTS)?;
+            txn.open_table(promotions::PROMOTIONS)?;
+            txn.open_table(promotions::STATE_META)?;
             Ok(())
         })?;
         Ok(store)

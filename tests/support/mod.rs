@@ -13,6 +13,7 @@ pub mod cloudinit;
 pub mod disks;
 pub mod inventory;
 pub mod ova;
+pub mod roles;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
