@@ -342,7 +342,10 @@ fn approve(access: &Access, state: &Path, id: &str) -> Result<Outcome, CommandEr
     let command = format!("promote approve {id}");
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         let reason = "approving needs an interactive terminal (standard input and standard error), where a person types the promotion ID back";
-        record_refusal(access, state, &command, reason, Some(id.to_owned()));
+        // Recorded in the state file of the request; a mistyped path gets no new file.
+        if state.exists() {
+            record_refusal(access, state, &command, reason, Some(id.to_owned()));
+        }
         return Err(CommandError::with_hint(
             format!("`ceso {command}` is refused: {reason}"),
             "run it yourself in a terminal; there is no --yes",
