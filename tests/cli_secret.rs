@@ -284,6 +284,40 @@ fn a_value_is_never_taken_from_an_argument_and_an_empty_one_is_refused() {
     assert!(bad.stderr().contains("hint: use 1 to 128 letters, digits"));
 }
 
+/// Waits until the pseudo-terminal that `script` (process `script`) gave its command echoes
+/// no more: the moment a password prompt is ready for typing.
+fn wait_for_echo_off(script: u32) {
+    let children = std::fs::read_to_string(format!("/proc/{script}/task/{script}/children"))
+        .expect("reading the children of `script`");
+    let child = children
+        .split_whitespace()
+        .next()
+        .expect("`script` runs the command");
+    let terminal =
+        std::fs::read_link(format!("/proc/{child}/fd/0")).expect("the command's terminal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let settings = Command::new("stty")
+            .arg("-F")
+            .arg(&terminal)
+            .arg("-a")
+            .output()
+            .expect("running stty");
+        if String::from_utf8_lossy(&settings.stdout)
+            .split_whitespace()
+            .any(|flag| flag == "-echo")
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal {} kept echoing",
+            terminal.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_terminal_is_asked_twice_without_echo() {
     let home = Home::new();
@@ -323,14 +357,13 @@ fn a_terminal_is_asked_twice_without_echo() {
                 seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         };
-        // rpassword turns echo off just after showing the prompt; a person types later than
-        // that, and so does this test.
-        let pause = std::time::Duration::from_millis(500);
+        // A person types once the prompt is there and the terminal no longer echoes.
+        let script = child.id();
         wait_for("Value of secret term.secret: ", &mut seen);
-        std::thread::sleep(pause);
+        wait_for_echo_off(script);
         stdin.write_all(format!("{first}\n").as_bytes()).unwrap();
         wait_for("Value of secret term.secret again: ", &mut seen);
-        std::thread::sleep(pause);
+        wait_for_echo_off(script);
         stdin.write_all(format!("{second}\n").as_bytes()).unwrap();
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
