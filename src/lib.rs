@@ -15,5 +15,6 @@ pub mod manifest;
 pub mod mcp;
 pub mod plan;
 pub mod secret;
+pub mod ssh;
 pub mod state;
 pub mod watch;
