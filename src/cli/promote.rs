@@ -401,6 +401,12 @@ fn approve(access: &Access, state: &Path, id: &str) -> Result<Outcome, CommandEr
             record.status
         )));
     }
+    if record.state_id != store.state_id()? {
+        return Err(CommandError::new(format!(
+            "promotion {id} was requested in another state file and copied into {}: deny it",
+            state.display()
+        )));
+    }
     let verification = store.verify_audit()?;
     if !verification.problems.is_empty() {
         return Err(CommandError::with_hint(
