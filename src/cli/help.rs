@@ -68,6 +68,8 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "ceso audit list",
             "# As JSON, for scripts",
             "ceso audit list --json",
+            "# Only the security events: refusals, promotions and their use",
+            "ceso audit list --events",
         ],
     ),
     (
@@ -303,6 +305,95 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "ceso man vm create | man -l -",
             "# Install every page (ceso.1, ceso-plan.1, ceso-vm-create.1, ...), as a package does",
             "ceso man --out /usr/local/share/man/man1",
+        ],
+    ),
+    (
+        "ceso host",
+        &[
+            "# Check every host of ./inventory: the API with its pinned certificate, SSH with its pinned host key",
+            "ceso host check --inventory inventory",
+        ],
+    ),
+    (
+        "ceso host check",
+        &[
+            "# Log in to every host the way ceso does and check every pin; exit code 1 if one failed",
+            "ceso host check --inventory inventory",
+            "# List the SSH host keys esxi-01 presents, to pin one in spec.ssh.hostKey (nothing trusted, no login)",
+            "ceso host check esxi-01 --show-ssh-keys --inventory inventory",
+            "# One host, as JSON",
+            "ceso host check esxi-01 --inventory inventory --json",
+        ],
+    ),
+    (
+        "ceso promote",
+        &[
+            "# As the agent: ask a person for 30 minutes of changes",
+            "ceso promote request --reason \"add web-09 for the load test\" --ttl 30m",
+            "# As a person, at a terminal: approve it by typing its ID back",
+            "ceso promote approve prm-3f9a1c0b7d2e",
+        ],
+    ),
+    (
+        "ceso promote request",
+        &[
+            "# Ask for 30 minutes of changes; prints the ID and the command that approves it",
+            "ceso promote request --reason \"add web-09 for the load test\" --ttl 30m",
+            "# As JSON (id, status, approve_command), for an agent",
+            "ceso promote request --reason \"resize db-01 to 4 GiB\" --ttl 15m --json",
+        ],
+    ),
+    (
+        "ceso promote approve",
+        &[
+            "# Shows who asks, why and for how long; type the ID back to approve (signed with your key)",
+            "ceso promote approve prm-3f9a1c0b7d2e --state /srv/agent/.ceso/state.redb",
+        ],
+    ),
+    (
+        "ceso promote deny",
+        &[
+            "# Refuse a pending request, saying why in the audit log",
+            "ceso promote deny prm-3f9a1c0b7d2e --reason \"not during the freeze\"",
+        ],
+    ),
+    (
+        "ceso promote revoke",
+        &[
+            "# Withdraw an approved promotion before it expires",
+            "ceso promote revoke prm-3f9a1c0b7d2e --reason \"done for today\"",
+        ],
+    ),
+    (
+        "ceso promote end",
+        &[
+            "# As the agent: give the active promotion back when the work is done",
+            "ceso promote end",
+        ],
+    ),
+    (
+        "ceso promote list",
+        &[
+            "# Every promotion of the state file: pending, approved, denied, revoked, ended, expired",
+            "ceso promote list",
+            "# As JSON",
+            "ceso promote list --json",
+        ],
+    ),
+    (
+        "ceso promote status",
+        &[
+            "# Your role, your profile, why, and your active promotion",
+            "ceso promote status",
+            "# As JSON (role, profile, promotion), for an agent",
+            "ceso promote status --json",
+        ],
+    ),
+    (
+        "ceso promote keygen",
+        &[
+            "# Create your approver key and print the line for approverKeys in /etc/ceso/profiles.yaml",
+            "ceso promote keygen",
         ],
     ),
 ];

@@ -332,6 +332,10 @@ fn ask_for_json(command: &mut Command) {
         Command::Backup(backup::BackupCommand::List(args)) => args.json = true,
         Command::Watch(args) => args.json = true,
         Command::Status(args) => args.json = true,
+        Command::Host(host::HostCommand::Check(args)) => args.json = true,
+        Command::Promote(promote::PromoteCommand::Request { json, .. })
+        | Command::Promote(promote::PromoteCommand::List { json })
+        | Command::Promote(promote::PromoteCommand::Status { json }) => *json = true,
         _ => {}
     }
 }
