@@ -5,7 +5,7 @@ Reads a session description as JSON on standard input:
 
     {"command": "/path/to/ceso", "args": ["mcp", "--inventory", "DIR"],
      "env": {"NAME": "value"}, "cwd": "DIR",
-     "listTools": true,
+     "listTools": true, "timeoutSeconds": 300,
      "calls": [{"name": "plan", "arguments": {}}]}
 
 starts the server, initializes the session, lists the tools (when asked), makes the calls in
@@ -39,7 +39,9 @@ async def session(spec):
     )
     answer = {}
     async with stdio_client(server, errlog=sys.stderr) as (read, write):
-        async with ClientSession(read, write) as client:
+        # A request the server does not answer in time fails the session instead of hanging it.
+        timeout = spec.get("timeoutSeconds", 300)
+        async with ClientSession(read, write, read_timeout_seconds=timeout) as client:
             answer["initialize"] = dump(await client.initialize())
             if spec.get("listTools"):
                 answer["tools"] = [dump(tool) for tool in (await client.list_tools()).tools]
