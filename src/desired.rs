@@ -68,9 +68,10 @@ pub struct DesiredHost {
     pub network: String,
     /// The manifest asks to delete managed VMs that are no longer declared.
     pub prune: bool,
-    /// `spec.access.allowedNetworks`: who may reach SSH and the API (`None`: not managed).
+    /// `spec.access.allowedNetworks`: who may reach SSH and the API, in manifest order
+    /// (`None`: ceso leaves the firewall as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_networks: Option<Vec<String>>,
+    pub allowed_networks: Option<Vec<ipnet::IpNet>>,
     /// `spec.ssh`: the pinned SSH host key and port (`None`: ceso does not use SSH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<HostSshSpec>,
@@ -237,10 +238,14 @@ impl DesiredState {
                     datastore: spec.datastore.clone(),
                     network: spec.network.clone(),
                     prune: spec.prune,
-                    allowed_networks: spec
-                        .access
-                        .as_ref()
-                        .map(|access| access.allowed_networks.clone()),
+                    // Validation refused every entry that does not parse.
+                    allowed_networks: spec.access.as_ref().map(|access| {
+                        access
+                            .allowed_networks
+                            .iter()
+                            .filter_map(|entry| crate::host::parse_allowed_network(entry).ok())
+                            .collect()
+                    }),
                     ssh: spec.ssh.clone(),
                 };
                 (host.name.clone(), desired)

@@ -2,9 +2,12 @@
 //! operation at a time (`execute`). The vSphere SOAP client in [`crate::esxi`] implements it;
 //! the planner only ever sees the plain data types defined here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cloudinit::CloudInitConfig;
@@ -54,6 +57,180 @@ pub struct ObservedHost {
     pub networks: Vec<String>,
     /// All VMs (and templates) on the host, sorted by name then moref.
     pub vms: Vec<ObservedVm>,
+    /// The firewall and the address ceso reaches the host from ([`Host::observe_access`]);
+    /// `None` when they were not read, or the host has no firewall system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<ObservedAccess>,
+}
+
+/// The firewall ruleset of SSH (TCP 22).
+pub const SSH_RULESET: &str = "sshServer";
+/// The firewall ruleset of the API and the host client (TCP 443, and 902 for consoles and
+/// NFC): the one ceso itself needs.
+pub const API_RULESET: &str = "vSphereClient";
+/// The firewall ruleset of plain HTTP (TCP 80), which only redirects to 443.
+pub const WEB_RULESET: &str = "webAccess";
+
+/// Who may reach the host, as far as ceso manages it: the firewall's rulesets
+/// (`HostFirewallSystem.firewallInfo`) and the address ceso itself comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedAccess {
+    /// Managed object reference value of the host's `HostFirewallSystem`
+    /// (`configManager.firewallSystem`), e.g. `ha-firewallSystem`.
+    pub firewall_system: String,
+    /// Every ruleset of the firewall, by key (`sshServer`, `vSphereClient`, ...).
+    pub rulesets: BTreeMap<String, ObservedRuleset>,
+    /// The local address of a TCP connection ceso made to the host's API port: the address
+    /// the host's firewall sees ceso come from (unless NAT or a proxy sits in between).
+    /// `None` when it could not be determined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<IpAddr>,
+}
+
+/// One firewall ruleset as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedRuleset {
+    /// Display label, e.g. `SSH Server`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// Whether the ruleset's ports are open at all.
+    pub enabled: bool,
+    /// Who may connect to them.
+    pub allowed: AllowedHosts,
+}
+
+/// Who may connect to the ports of a firewall ruleset (`HostFirewallRulesetIpList`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AllowedHosts {
+    /// `allIp`: any address may connect (the lists do not matter then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_ip: bool,
+    /// The `ipAddress` and `ipNetwork` entries; a single address is a /32 (IPv4) or /128
+    /// (IPv6) network.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub networks: BTreeSet<IpNet>,
+    /// Entries the host reported that are neither an address nor a network (kept so that a
+    /// list holding them never looks like the declared one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecognized: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// Exactly these networks (and single addresses), not every address.
+    pub fn only(networks: impl IntoIterator<Item = IpNet>) -> Self {
+        AllowedHosts {
+            all_ip: false,
+            networks: networks.into_iter().collect(),
+            unrecognized: Vec::new(),
+        }
+    }
+
+    /// Every address (`allIp`), the host's default.
+    pub fn any() -> Self {
+        AllowedHosts {
+            all_ip: true,
+            ..AllowedHosts::default()
+        }
+    }
+
+    /// Whether a connection from `address` passes.
+    pub fn allows(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.all_ip || self.networks.iter().any(|net| net.contains(&address))
+    }
+
+    /// Whether no address at all may connect.
+    pub fn allows_nothing(&self) -> bool {
+        !self.all_ip && self.networks.is_empty()
+    }
+}
+
+/// `any address`, `no address`, or the entries (single addresses without a prefix length),
+/// e.g. `10.0.0.0/24, 192.168.1.5`.
+impl fmt::Display for AllowedHosts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.all_ip {
+            return f.write_str("any address");
+        }
+        if self.networks.is_empty() && self.unrecognized.is_empty() {
+            return f.write_str("no address");
+        }
+        let entries: Vec<String> = self
+            .networks
+            .iter()
+            .map(|net| network_text(*net))
+            .chain(self.unrecognized.iter().map(|entry| format!("{entry:?}")))
+            .collect();
+        f.write_str(&entries.join(", "))
+    }
+}
+
+/// A network as people write it: a single address without its prefix length.
+pub fn network_text(net: IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+/// Why an entry of `spec.access.allowedNetworks` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowedNetworkError {
+    /// Neither an address nor a network in CIDR notation.
+    #[error("{text:?} is neither an IP address nor a network in CIDR notation")]
+    Invalid {
+        /// The entry as written.
+        text: String,
+    },
+    /// A network whose address has bits set beyond its prefix length, e.g. `10.0.0.5/24`.
+    #[error("{text:?} has host bits set: {network} is the network, {address} the single address")]
+    HostBitsSet {
+        /// The entry as written.
+        text: String,
+        /// The network it lies in.
+        network: IpNet,
+        /// The single address it names.
+        address: IpAddr,
+    },
+    /// A prefix length of 0: every address of its family.
+    #[error("{text:?} allows every {family} address: that is not a restriction")]
+    Everything {
+        /// The entry as written.
+        text: String,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
+}
+
+/// Reads one entry of `spec.access.allowedNetworks`: an IPv4 or IPv6 address (`10.0.0.5`,
+/// `fd00::5`) or a network in CIDR notation (`10.0.0.0/24`, `fd00::/64`). A network must be
+/// written with its host bits clear, and `/0` is refused.
+pub fn parse_allowed_network(text: &str) -> Result<IpNet, AllowedNetworkError> {
+    let trimmed = text.trim();
+    if let Ok(address) = trimmed.parse::<IpAddr>() {
+        return Ok(IpNet::from(address.to_canonical()));
+    }
+    let net: IpNet = trimmed.parse().map_err(|_| AllowedNetworkError::Invalid {
+        text: text.to_owned(),
+    })?;
+    if net.prefix_len() == 0 {
+        return Err(AllowedNetworkError::Everything {
+            text: text.to_owned(),
+            family: match net {
+                IpNet::V4(_) => "IPv4",
+                IpNet::V6(_) => "IPv6",
+            },
+        });
+    }
+    if net.addr() != net.network() {
+        return Err(AllowedNetworkError::HostBitsSet {
+            text: text.to_owned(),
+            network: net.trunc(),
+            address: net.addr(),
+        });
+    }
+    Ok(net)
 }
 
 /// One virtual machine as the host reports it.
@@ -316,6 +493,14 @@ pub enum HostOp {
         addresses: Vec<String>,
         timeout_secs: u64,
     },
+    /// Replace who may connect to a firewall ruleset (`UpdateRuleset` on the host's
+    /// `HostFirewallSystem`, moref value `firewall_system`).
+    UpdateFirewallRuleset {
+        firewall_system: String,
+        /// The ruleset key, e.g. `sshServer`.
+        ruleset: String,
+        allowed: AllowedHosts,
+    },
 }
 
 impl HostOp {
@@ -343,6 +528,13 @@ pub trait Host {
 
     /// Carries out one operation and waits for it to finish.
     fn execute(&self, op: &HostOp) -> impl Future<Output = Result<OpOutcome, Self::Error>>;
+
+    /// Reads the firewall's rulesets and the address ceso reaches the host from (a read of
+    /// its own, apart from the bulk read of `observe`). `Ok(None)`: the host has no firewall
+    /// to manage; so says this default, for implementations that cannot read one.
+    fn observe_access(&self) -> impl Future<Output = Result<Option<ObservedAccess>, Self::Error>> {
+        async { Ok(None) }
+    }
 }
 
 /// A shared reference to a host is a host too (lets callers keep ownership while the executor runs).
@@ -355,5 +547,83 @@ impl<H: Host> Host for &H {
 
     fn execute(&self, op: &HostOp) -> impl Future<Output = Result<OpOutcome, Self::Error>> {
         (**self).execute(op)
+    }
+
+    fn observe_access(&self) -> impl Future<Output = Result<Option<ObservedAccess>, Self::Error>> {
+        (**self).observe_access()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> IpNet {
+        text.parse().expect("network")
+    }
+
+    #[test]
+    fn allowed_network_entries_are_addresses_or_networks_with_clear_host_bits() {
+        assert_eq!(parse_allowed_network("10.0.0.5"), Ok(net("10.0.0.5/32")));
+        assert_eq!(
+            parse_allowed_network(" 10.0.0.0/24 "),
+            Ok(net("10.0.0.0/24"))
+        );
+        assert_eq!(parse_allowed_network("fd00::5"), Ok(net("fd00::5/128")));
+        assert_eq!(parse_allowed_network("fd00::/64"), Ok(net("fd00::/64")));
+        // An IPv4 address written as IPv6 is the IPv4 address the firewall sees.
+        assert_eq!(
+            parse_allowed_network("::ffff:10.0.0.5"),
+            Ok(net("10.0.0.5/32"))
+        );
+        assert_eq!(
+            parse_allowed_network("10.0.0.5/24"),
+            Err(AllowedNetworkError::HostBitsSet {
+                text: "10.0.0.5/24".into(),
+                network: net("10.0.0.0/24"),
+                address: "10.0.0.5".parse().expect("ip"),
+            })
+        );
+        assert!(matches!(
+            parse_allowed_network("0.0.0.0/0"),
+            Err(AllowedNetworkError::Everything { family: "IPv4", .. })
+        ));
+        assert!(matches!(
+            parse_allowed_network("::/0"),
+            Err(AllowedNetworkError::Everything { family: "IPv6", .. })
+        ));
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.0/33",
+            "esxi-01",
+            "fe80::1%eth0",
+            "10.0.0.0/x",
+        ] {
+            assert!(
+                matches!(
+                    parse_allowed_network(bad),
+                    Err(AllowedNetworkError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_tell_who_passes_and_read_as_people_write_them() {
+        let list =
+            AllowedHosts::only([net("10.0.0.0/24"), net("192.168.1.5/32"), net("fd00::/64")]);
+        assert!(list.allows("10.0.0.77".parse().expect("ip")));
+        assert!(list.allows("192.168.1.5".parse().expect("ip")));
+        assert!(list.allows("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(list.allows("fd00::1234".parse().expect("ip")));
+        assert!(!list.allows("192.168.1.6".parse().expect("ip")));
+        assert!(!list.allows("127.0.0.1".parse().expect("ip")));
+        assert_eq!(list.to_string(), "10.0.0.0/24, 192.168.1.5, fd00::/64");
+        assert!(AllowedHosts::any().allows("203.0.113.9".parse().expect("ip")));
+        assert_eq!(AllowedHosts::any().to_string(), "any address");
+        assert!(AllowedHosts::only([]).allows_nothing());
+        assert_eq!(AllowedHosts::only([]).to_string(), "no address");
     }
 }

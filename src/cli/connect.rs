@@ -72,14 +72,15 @@ pub async fn disconnect(hosts: &Hosts) {
     }
 }
 
-/// Reads every host's state (concurrently).
+/// Reads every host's state (concurrently): the bulk read of its VMs, datastores and
+/// networks, then its firewall and the address ceso reaches it from.
 pub async fn observe(hosts: &Hosts) -> Result<ObservedState, CommandError> {
     let reads = hosts.iter().map(|(name, client)| async move {
-        client
-            .observe()
-            .await
-            .map(|observed| (name.clone(), observed))
-            .map_err(|e| CommandError::new(format!("observing host {name}: {e}")))
+        let failed =
+            |e: crate::esxi::EsxiError| CommandError::new(format!("observing host {name}: {e}"));
+        let mut observed = client.observe().await.map_err(failed)?;
+        observed.access = client.observe_access().await.map_err(failed)?;
+        Ok((name.clone(), observed))
     });
     futures::future::join_all(reads).await.into_iter().collect()
 }

@@ -80,7 +80,11 @@ fn set(args: &SecretSetArgs) -> Result<Outcome, CommandError> {
     let store = if args.keyring {
         None
     } else {
-        Some(SecretStore::from_env().map_err(store_error)?)
+        let store = SecretStore::from_env().map_err(store_error)?;
+        // An existing store must be readable (identity present, private, right key) before
+        // anyone types a secret into it.
+        store.list().map_err(store_error)?;
+        Some(store)
     };
     let value = read_value(name)?;
     match store {

@@ -700,3 +700,106 @@ async fn a_template_larger_than_disk_0_is_refused_and_the_vm_destroyed() {
             .contains(r#"<_this type="VirtualMachine">3</_this>"#)
     );
 }
+
+#[tokio::test]
+async fn the_firewall_is_read_in_one_call_and_a_ruleset_update_replaces_its_list() {
+    let x = r#"xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance""#;
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let b = Arc::clone(&bodies);
+    let (url, seen) = serve(Box::new(move |method, body| {
+        if let Some(r) = connect_reply(method) {
+            return r;
+        }
+        if method.is_empty() {
+            // The connection that finds ceso's own address sends nothing.
+            return (400, String::new());
+        }
+        b.lock().expect("bodies").push(body.to_owned());
+        match method {
+            "RetrievePropertiesEx" => response(
+                method,
+                &format!(
+                    r#"<returnval><objects><obj type="HostFirewallSystem">ha-firewallSystem</obj><propSet><name>firewallInfo</name><val {x} XMLSchema-instance:type="HostFirewallInfo"><ruleset><key>sshServer</key><label>SSH Server</label><enabled>true</enabled><allowedHosts><ipNetwork><network>10.0.0.0</network><prefixLength>24</prefixLength></ipNetwork><allIp>false</allIp></allowedHosts></ruleset></val></propSet></objects></returnval>"#
+                ),
+            ),
+            "UpdateRuleset" if body.contains("<id>sshServer</id>") => response(method, ""),
+            "UpdateRuleset" => fault("NotFound", ""),
+            _ => fault("MethodNotFound", method),
+        }
+    }))
+    .await;
+    let client = EsxiClient::connect(options(url, Duration::from_secs(1)))
+        .await
+        .expect("connect");
+    let before = client.round_trips();
+    let access = client
+        .observe_access()
+        .await
+        .expect("observe access")
+        .expect("a firewall");
+    assert_eq!(client.round_trips() - before, 1, "one RetrievePropertiesEx");
+    assert_eq!(access.firewall_system, "ha-firewallSystem");
+    assert_eq!(
+        access.rulesets["sshServer"].allowed.to_string(),
+        "10.0.0.0/24"
+    );
+    // The mock listens on 127.0.0.1: that is the address ceso comes from.
+    assert_eq!(
+        access.client_address,
+        Some("127.0.0.1".parse().expect("ip"))
+    );
+    // The read goes down the inventory to the HostSystem's firewall system.
+    let read = bodies.lock().expect("bodies")[0].clone();
+    for part in [
+        "<type>HostFirewallSystem</type><pathSet>firewallInfo</pathSet>",
+        "<type>HostSystem</type><path>configManager.firewallSystem</path>",
+        "<type>ComputeResource</type><path>host</path>",
+    ] {
+        assert!(read.contains(part), "{part} in {read}");
+    }
+
+    let op = |ruleset: &str| HostOp::UpdateFirewallRuleset {
+        firewall_system: "ha-firewallSystem".into(),
+        ruleset: ruleset.into(),
+        allowed: crate::host::AllowedHosts::only(["192.168.1.0/24".parse().expect("net")]),
+    };
+    client.execute(&op("sshServer")).await.expect("updated");
+    let update = bodies
+        .lock()
+        .expect("bodies")
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        update.contains(r#"<_this type="HostFirewallSystem">ha-firewallSystem</_this><id>sshServer</id><spec><allowedHosts><ipNetwork><network>192.168.1.0</network><prefixLength>24</prefixLength></ipNetwork><allIp>false</allIp></allowedHosts></spec>"#),
+        "{update}"
+    );
+    let err = client
+        .execute(&op("nope"))
+        .await
+        .expect_err("unknown ruleset");
+    assert_eq!(err.fault_type(), Some("NotFound"));
+    assert!(
+        err.to_string().contains("no firewall ruleset \"nope\""),
+        "{err}"
+    );
+    client.logout().await.expect("logout");
+    let methods: Vec<String> = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .map(|s| s.method.clone())
+        .filter(|method| !method.is_empty())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "RetrieveServiceContent",
+            "Login",
+            "RetrievePropertiesEx",
+            "UpdateRuleset",
+            "UpdateRuleset",
+            "Logout"
+        ]
+    );
+}

@@ -28,6 +28,7 @@ mod datastore;
 mod envelope;
 mod error;
 mod fault;
+mod firewall;
 #[cfg(test)]
 mod mock;
 mod nfc;
@@ -48,7 +49,7 @@ pub use ovf::{ImportError, ImportOptions, ImportProgress, ImportedTemplate};
 pub use transport::normalize_thumbprint;
 pub(crate) use transport::{is_loopback, normalize_address};
 
-use crate::host::{Host, HostAbout, HostOp, ObservedHost, OpOutcome};
+use crate::host::{Host, HostAbout, HostOp, ObservedAccess, ObservedHost, OpOutcome};
 use crate::secret::Secret;
 use session::ServiceContent;
 use transport::{Transport, TrustMode};
@@ -164,6 +165,12 @@ impl Host for EsxiClient {
     async fn execute(&self, op: &HostOp) -> Result<OpOutcome, EsxiError> {
         self.execute_op(op).await
     }
+
+    /// One `RetrievePropertiesEx` of the firewall's rulesets, and one TCP connection to the
+    /// API port for the address ceso comes from.
+    async fn observe_access(&self) -> Result<Option<ObservedAccess>, EsxiError> {
+        self.read_access().await
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +195,7 @@ mod tests {
         assert_send(&fut);
         fn with_client(c: &EsxiClient, op: &HostOp) {
             assert_send(&c.observe());
+            assert_send(&c.observe_access());
             assert_send(&c.execute(op));
             assert_send(&c.logout());
         }

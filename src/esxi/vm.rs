@@ -680,6 +680,11 @@ impl EsxiClient {
                 )
                 .await
             }
+            HostOp::UpdateFirewallRuleset {
+                firewall_system,
+                ruleset,
+                allowed,
+            } => self.update_ruleset(firewall_system, ruleset, allowed).await,
         }
     }
 

@@ -143,12 +143,16 @@ pub struct HostSpec {
     pub ssh: Option<HostSshSpec>,
 }
 
-/// `spec.access` of a Host.
+/// `spec.access` of a Host: who may reach its management services. Omitted, ceso leaves the
+/// firewall as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostAccessSpec {
-    /// Addresses and networks (`10.0.0.5`, `10.0.0.0/24`) allowed to reach SSH and the
-    /// API/web client; ceso keeps the ESXi firewall's allowed hosts of those rulesets to these.
+    /// IPv4 and IPv6 addresses and networks in CIDR notation (`10.0.0.5`, `10.0.0.0/24`,
+    /// `fd00::/64`; host bits clear, no `/0`), at least one. ceso keeps the allowed hosts of
+    /// the ESXi firewall rulesets `sshServer` (SSH), `vSphereClient` (API and host client:
+    /// 443, 902) and `webAccess` (80) to exactly these, and refuses a list that would not
+    /// allow the machine ceso runs on.
     pub allowed_networks: Vec<String>,
 }
 

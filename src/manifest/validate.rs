@@ -341,7 +341,62 @@ fn check_host(
             );
         }
     }
+    check_access(&mut check);
     url
+}
+
+/// Checks `spec.access.allowedNetworks`: at least one entry, each an address or a network
+/// with its host bits clear (never `/0`); an entry listed twice is a warning.
+fn check_access(check: &mut Checker<'_, HostSpec>) {
+    use crate::host::{AllowedNetworkError, network_text, parse_allowed_network};
+    let Some(access) = &check.resource.spec.access else {
+        return;
+    };
+    if access.allowed_networks.is_empty() {
+        check.error(
+            "spec.access.allowedNetworks",
+            "the list of allowed networks is empty: no one could reach the host's API or SSH, ceso included",
+            "list the addresses or networks (e.g. 10.0.0.0/24) that may manage the host, at least the one ceso runs from; or remove `spec.access` to leave the firewall as it is",
+        );
+        return;
+    }
+    let mut seen: BTreeMap<ipnet::IpNet, usize> = BTreeMap::new();
+    for (index, entry) in access.allowed_networks.iter().enumerate() {
+        let field = format!("spec.access.allowedNetworks[{index}]");
+        match parse_allowed_network(entry) {
+            Ok(net) => {
+                if let Some(first) = seen.insert(net, index) {
+                    check.diagnostics.push(
+                        Diagnostic::warning(format!(
+                            "{} is listed twice (also at allowedNetworks[{first}])",
+                            network_text(net)
+                        ))
+                        .at(Some(check.resource.locate(&field)))
+                        .resource(&check.address)
+                        .field(&field)
+                        .hint("remove one of them"),
+                    );
+                    seen.insert(net, first);
+                }
+            }
+            Err(error) => {
+                let hint = match &error {
+                    AllowedNetworkError::Invalid { .. } => {
+                        "write an IPv4 or IPv6 address (10.0.0.5, fd00::5) or a network in CIDR notation (10.0.0.0/24, fd00::/64)".to_owned()
+                    }
+                    AllowedNetworkError::HostBitsSet {
+                        network, address, ..
+                    } => format!(
+                        "write {network} to allow the whole network, or {address} to allow that one address"
+                    ),
+                    AllowedNetworkError::Everything { .. } => {
+                        "list the networks that may manage the host; to let every address in, remove `spec.access` (ceso then leaves the firewall as it is) and allow all addresses in the host client".to_owned()
+                    }
+                };
+                check.error(&field, error.to_string(), hint);
+            }
+        }
+    }
 }
 
 /// A `{ secret: NAME }` or `{ keyring: NAME }` name as `ceso secret set` accepts it (the

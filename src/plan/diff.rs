@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::access::{AccessPlan, PlannedAccess, plan_access};
 use super::addressing::{applied_settings, assign_addresses};
 use super::fingerprint::host_fingerprints;
 use super::model::{
@@ -99,6 +100,10 @@ pub fn diff(
         };
         let prune = options.prune || host.prune;
         planner.plan_host(host_name, &vms, observed_host, prune);
+        if let Some(allowed) = &host.allowed_networks {
+            let access = plan_access(host_name, allowed, host.ssh.is_some(), observed_host);
+            planner.add_access(host_name, access);
+        }
     }
     let Planner {
         changes,
@@ -107,6 +112,7 @@ pub fn diff(
         unmanaged,
         mut diagnostics,
         observed: fingerprints,
+        firewall,
         ..
     } = planner;
     // What is wrong with a suspended resource blocks nothing, since nothing is done about it.
@@ -151,6 +157,7 @@ pub fn diff(
         unmanaged,
         diagnostics,
         observed: fingerprints,
+        firewall,
         backups: options
             .backups_at
             .map(|now| super::backups::outlook(desired, &options.backup_catalog, now))
@@ -188,6 +195,8 @@ struct Planner {
     clones_by_source: BTreeMap<String, Vec<usize>>,
     /// Snapshots left by interrupted clones, by VM.
     stray_notes: Vec<StrayNotes>,
+    /// What the plan depends on of each host's firewall, for hosts that declare `spec.access`.
+    firewall: BTreeMap<String, PlannedAccess>,
 }
 
 /// The snapshots an interrupted clone left on one VM, as notes for its change.
@@ -353,6 +362,72 @@ impl Planner {
                 self.changes.push(left_alone(vm));
             }
         }
+    }
+
+    /// Adds the firewall's part of the plan of `host`: its change and ruleset updates (after
+    /// every other step of the host, since the API ruleset is the one ceso itself goes
+    /// through), or only what would be done when the host is suspended, or the change left
+    /// alone when it cannot be made.
+    fn add_access(&mut self, host: &str, access: AccessPlan) {
+        let AccessPlan {
+            change,
+            steps,
+            diagnostics,
+            planned,
+        } = access;
+        if let Some(planned) = planned {
+            self.firewall.insert(host.to_owned(), planned);
+        }
+        let refused = !diagnostics.is_empty();
+        self.diagnostics.extend(diagnostics);
+        let suspended_by = self
+            .suspensions
+            .hosts
+            .contains(host)
+            .then(|| format!("Host/{host}"));
+        let Some(mut change) = change else {
+            return;
+        };
+        if refused {
+            let note = if suspended_by.is_some() {
+                LEFT_ALONE_SUSPENDED
+            } else {
+                LEFT_ALONE
+            };
+            change.action = Action::NoOp;
+            change.fields.clear();
+            change.notes.push(note.to_owned());
+        }
+        if let Some(suspended_by) = suspended_by {
+            self.suspended.push(SuspendedChange {
+                suspended_by,
+                change,
+            });
+            return;
+        }
+        if !refused {
+            let mut earlier: Vec<usize> = self
+                .steps
+                .iter()
+                .filter(|step| step.host == host)
+                .map(|step| step.id)
+                .collect();
+            for (description, op) in steps {
+                let id = self.steps.len();
+                self.steps.push(Step {
+                    id,
+                    resource: change.address.clone(),
+                    host: host.to_owned(),
+                    description,
+                    depends_on: vec![],
+                    after: earlier.clone(),
+                    compensating: false,
+                    op,
+                });
+                earlier.push(id);
+            }
+        }
+        self.changes.push(change);
     }
 
     fn checkpoint(&self) -> Checkpoint {

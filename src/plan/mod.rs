@@ -1,5 +1,6 @@
 //! Plans: the model, the pure planner that makes them, and their renderings.
 
+mod access;
 mod addressing;
 pub mod backups;
 mod diff;
@@ -9,6 +10,7 @@ mod model;
 pub mod render;
 mod stale;
 
+pub use access::{ACCESS_FIELD, PlannedAccess, governed_rulesets};
 pub use addressing::{Addressing, applied_settings, assign_addresses, holdings};
 pub use diff::{
     CREATE_VM, DEFAULT_GUEST_IP_TIMEOUT_SECS, ObservedState, PlanMeta, PlanOptions, datastore_of,

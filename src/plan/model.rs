@@ -235,6 +235,11 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
     pub observed: ObservedFingerprints,
+    /// For each host whose manifest declares `spec.access`: its governed firewall rulesets as
+    /// observed, and which of them ceso needs (a saved plan is refused when they changed, or
+    /// when its new lists would lock out the machine applying it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub firewall: BTreeMap<String, super::access::PlannedAccess>,
     /// Backups due and backups retention would delete (shown by `ceso plan`; `apply` takes
     /// no backups).
     #[serde(
@@ -281,10 +286,13 @@ impl Plan {
             self.steps.push(step);
         }
         self.diagnostics.retain(|d| {
+            let firewall = d.field.as_deref() == Some(super::access::ACCESS_FIELD);
             d.resource
                 .as_deref()
-                .is_none_or(|r| r == address || !r.starts_with("VirtualMachine/"))
+                .is_none_or(|r| r == address || !(r.starts_with("VirtualMachine/") || firewall))
         });
+        self.firewall
+            .retain(|host, _| address.strip_prefix("Host/") == Some(host.as_str()));
         self.summary = Summary::of_plan(&self.changes, &self.suspended);
         others
     }

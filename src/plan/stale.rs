@@ -1,8 +1,10 @@
 //! Is a saved plan still valid? It is when every VM it depends on looks exactly as it did when
-//! the plan was made.
+//! the plan was made, and so do the firewall rulesets it changes (whose new lists must still let
+//! this machine in).
 
 use std::collections::BTreeSet;
 
+use super::access::stale_access;
 use super::diff::ObservedState;
 use super::fingerprint::{differences, host_fingerprints};
 use super::model::Plan;
@@ -39,6 +41,26 @@ pub fn stale_reasons(plan: &Plan, observed: &ObservedState) -> Vec<String> {
             ));
         }
     }
+    for (host, planned) in &plan.firewall {
+        let Some(now_host) = observed.get(host) else {
+            if !plan.observed.contains_key(host) {
+                reasons.push(format!("host {host} was not observed"));
+            }
+            continue;
+        };
+        let steps: Vec<&HostOp> = plan
+            .steps
+            .iter()
+            .filter(|step| &step.host == host)
+            .map(|step| &step.op)
+            .collect();
+        reasons.extend(stale_access(
+            host,
+            planned,
+            &steps,
+            now_host.access.as_ref(),
+        ));
+    }
     reasons
 }
 
@@ -72,6 +94,23 @@ pub fn structure_problems(plan: &Plan) -> Vec<String> {
         }
         let moref = match &step.op {
             HostOp::CreateVm { .. } => None,
+            HostOp::UpdateFirewallRuleset {
+                firewall_system,
+                ruleset,
+                ..
+            } => {
+                let governed = plan
+                    .firewall
+                    .get(&step.host)
+                    .is_some_and(|planned| planned.rulesets.contains_key(ruleset));
+                if !governed {
+                    problems.push(format!(
+                        "step {index} ({}) changes firewall ruleset {ruleset} ({firewall_system}) of host {}, which the plan did not observe as one it may change",
+                        step.description, step.host
+                    ));
+                }
+                None
+            }
             // ceso's own clone snapshot, left by an interrupted run, may be on any VM.
             HostOp::RemoveSnapshot { name, .. } if name.starts_with(CLONE_SNAPSHOT_PREFIX) => None,
             HostOp::ReconfigureVm { moref, .. }

@@ -44,6 +44,7 @@ pub fn empty_host() -> ObservedHost {
         datastores: vec!["datastore1".into()],
         networks: vec!["VM Network".into(), "Storage".into()],
         vms: vec![],
+        access: None,
     }
 }
 
@@ -107,6 +108,7 @@ impl FakeHost {
             | HostOp::ShutdownVm { vm, .. }
             | HostOp::RemoveSnapshot { vm, .. }
             | HostOp::WaitForGuestIp { vm, .. } => vm.clone(),
+            HostOp::UpdateFirewallRuleset { ruleset, .. } => ruleset.clone(),
         };
         self.log.borrow_mut().push(format!("{op:?}"));
         if self.fail_on.contains(&vm_name)
@@ -287,6 +289,19 @@ impl FakeHost {
                     return Err(FakeError("InvalidPowerState".into()));
                 }
                 state.vms.remove(index);
+                Ok(OpOutcome::default())
+            }
+            // Like ESXi's UpdateRuleset: the list is replaced; an unknown ruleset is NotFound.
+            HostOp::UpdateFirewallRuleset {
+                ruleset, allowed, ..
+            } => {
+                let mut state = self.state.borrow_mut();
+                let target = state
+                    .access
+                    .as_mut()
+                    .and_then(|access| access.rulesets.get_mut(ruleset))
+                    .ok_or_else(|| FakeError(format!("NotFound: firewall ruleset {ruleset}")))?;
+                target.allowed = allowed.clone();
                 Ok(OpOutcome::default())
             }
         }

@@ -33,6 +33,12 @@
 // Overrides apply at once to a VM whose Tools run, otherwise at its next power-on; they are keyed
 // by VM name and may be set before the VM exists.
 //
+// HostFirewallSystem.UpdateRuleset, which the simulator lacks, is answered by the launcher with a
+// real host's semantics (see serveUpdateRuleset): the ruleset's allowedHosts are replaced by the
+// spec's; an unknown ruleset id gives NotFound; an entry that is not an address or a network gives
+// InvalidArgument. The simulator's own firewallInfo (read with RetrievePropertiesEx) shows the result.
+// Fault rules apply to it like to any method.
+//
 // A SOAP request carrying the header "X-Esxsim-Hidden: 1" is neither counted in the
 // stats nor subject to fault injection (used by test helpers that read the host back).
 //
@@ -819,6 +825,11 @@ func (f *frontHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.inject(w, hit, method, this)
 			return
 		}
+	}
+
+	if method == "UpdateRuleset" {
+		f.serveUpdateRuleset(w, r, body, this)
+		return
 	}
 
 	if f.tools.enabled && this.Type == "VirtualMachine" {
@@ -1863,6 +1874,92 @@ func (f *frontHandler) serveGuestOperation(w http.ResponseWriter, r *http.Reques
 		f.tools.reboot(this)
 	}
 	writeEmptyResponse(w, method)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HostFirewallSystem.UpdateRuleset (not in the simulator; ours)
+
+// updateRulesetRequest is the SOAP envelope of an UpdateRuleset call.
+type updateRulesetRequest struct {
+	Body struct {
+		Req types.UpdateRuleset `xml:"UpdateRuleset"`
+	} `xml:"Body"`
+}
+
+// serveUpdateRuleset answers HostFirewallSystem.UpdateRuleset as a real host does: the ruleset's
+// allowedHosts become the spec's (replaced, not merged); an unknown ruleset id is a NotFound fault;
+// an entry that is not an IP address, or a network whose prefix length does not fit it, is an
+// InvalidArgument fault and changes nothing. The session and the object are checked by the
+// simulator itself: the call is passed to it first, and its answer is returned as it is unless it
+// is MethodNotFound (the simulator lacks the method, so the call was otherwise valid).
+func (f *frontHandler) serveUpdateRuleset(w http.ResponseWriter, r *http.Request, body []byte, this types.ManagedObjectReference) {
+	probe := r.Clone(r.Context())
+	probe.Body = ioutil.NopCloser(bytes.NewReader(body))
+	probe.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, probe)
+	if !(rec.Code == http.StatusInternalServerError && bytes.Contains(rec.Body.Bytes(), []byte("MethodNotFoundFault"))) {
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+	f.sleepDelay("UpdateRuleset")
+	fw, ok := simulator.Map.Get(this).(*simulator.HostFirewallSystem)
+	if !ok {
+		writeSoapFault(w, "", &types.MethodNotFound{Receiver: this, Method: "UpdateRuleset"})
+		return
+	}
+	var req updateRulesetRequest
+	if err := xml.Unmarshal(body, &req); err != nil {
+		writeSoapFault(w, "cannot read the request: "+err.Error(), &types.InvalidRequest{})
+		return
+	}
+	allowed := req.Body.Req.Spec.AllowedHosts
+	for _, ip := range allowed.IpAddress {
+		if net.ParseIP(ip) == nil {
+			writeSoapFault(w, fmt.Sprintf("%q is not an IP address", ip), &types.InvalidArgument{InvalidProperty: "spec.allowedHosts.ipAddress"})
+			return
+		}
+	}
+	for _, n := range allowed.IpNetwork {
+		ip := net.ParseIP(n.Network)
+		bits := 128
+		if ip != nil && ip.To4() != nil {
+			bits = 32
+		}
+		if ip == nil || n.PrefixLength < 0 || int(n.PrefixLength) > bits {
+			writeSoapFault(w, fmt.Sprintf("%s/%d is not a network", n.Network, n.PrefixLength), &types.InvalidArgument{InvalidProperty: "spec.allowedHosts.ipNetwork"})
+			return
+		}
+	}
+	found := false
+	simulator.Map.WithLock(fw, func() {
+		if fw.FirewallInfo == nil {
+			return
+		}
+		// A new HostFirewallInfo with its own rulesets: the simulator's starts as a shallow copy
+		// of esx.HostFirewallInfo, whose slice is shared.
+		info := *fw.FirewallInfo
+		info.Ruleset = append([]types.HostFirewallRuleset(nil), fw.FirewallInfo.Ruleset...)
+		for i := range info.Ruleset {
+			if info.Ruleset[i].Key == req.Body.Req.Id {
+				list := allowed
+				info.Ruleset[i].AllowedHosts = &list
+				found = true
+			}
+		}
+		if found {
+			fw.FirewallInfo = &info
+		}
+	})
+	if !found {
+		writeSoapFault(w, fmt.Sprintf("the firewall ruleset %q does not exist", req.Body.Req.Id), &types.NotFound{})
+		return
+	}
+	writeEmptyResponse(w, "UpdateRuleset")
 }
 
 func (g *guestTools) serveControl(w http.ResponseWriter, r *http.Request) {
