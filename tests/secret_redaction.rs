@@ -310,6 +310,100 @@ fn watch_once(world: &mut World, inventory: &str) {
     });
 }
 
+/// Runs `ceso mcp` (the agents' server, JSON-RPC over stdio) and calls its tools that log in to
+/// the hosts, then records everything it printed.
+fn mcp_session(world: &mut World, inventory: &str) {
+    let mut child = world
+        .command(&["mcp", "--inventory", inventory])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let error_reader = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut buffer);
+        buffer
+    });
+    let mut printed = Vec::new();
+    let call = |stdin: &mut std::process::ChildStdin,
+                id: u64,
+                message: serde_json::Value,
+                printed: &mut Vec<String>| {
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("ceso mcp did not answer request {id}: {printed:#?}"));
+            printed.push(line.clone());
+            let answer: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if answer["id"] == id {
+                return answer;
+            }
+        }
+    };
+    let initialize = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": { "name": "secret-redaction-test", "version": "1" }
+        }
+    });
+    let answer = call(&mut stdin, 1, initialize, &mut printed);
+    assert!(answer["result"]["serverInfo"].is_object(), "{answer:#}");
+    writeln!(
+        stdin,
+        "{}",
+        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })
+    )
+    .unwrap();
+    let tools = [
+        ("validate", serde_json::json!({})),
+        ("plan", serde_json::json!({})),
+        ("vm_list", serde_json::json!({})),
+        ("vm_info", serde_json::json!({ "name": "vm-store" })),
+        ("vm_info", serde_json::json!({ "name": "vm-keyring" })),
+        ("backup_list", serde_json::json!({})),
+        ("audit_list", serde_json::json!({})),
+    ];
+    for (index, (tool, arguments)) in tools.into_iter().enumerate() {
+        let id = 2 + index as u64;
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": tool, "arguments": arguments }
+        });
+        let answer = call(&mut stdin, id, request, &mut printed);
+        assert!(
+            answer["result"].is_object() && answer["result"]["isError"] != true,
+            "tool {tool}: {answer:#}"
+        );
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    world.runs.push(Ran {
+        what: format!("ceso mcp --inventory {inventory} (initialize, tools/call)"),
+        code: status.code().unwrap_or(-1),
+        stdout: printed.join("\n").into_bytes(),
+        stderr: error_reader.join().unwrap(),
+    });
+}
+
 #[test]
 fn no_secret_value_appears_in_any_output_or_file_ceso_writes() {
     // The scanner finds what it looks for, even inside a longer base64 text, and only that.
@@ -443,6 +537,7 @@ fn no_secret_value_appears_in_any_output_or_file_ceso_writes() {
         &[0, 1],
     );
     watch_once(&mut world, "inventory");
+    mcp_session(&mut world, "inventory");
     world.ceso(&["status", "inventory"], "", &[0]);
     world.ceso(&["status", "inventory", "--json"], "", &[0]);
     let runs = world.ceso(&["audit", "list", "--json"], "", &[0]);
