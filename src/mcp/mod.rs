@@ -20,6 +20,11 @@ pub use run::{Ceso, Printed, RESTRICTED_ROLE, ROLE_VARIABLE, tool_result};
 /// Why the server stopped other than by the client hanging up.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
+    /// Standard input ended before a client initialized a session.
+    #[error(
+        "standard input closed before an MCP client initialized a session: `ceso mcp` is started by an MCP host, which speaks the protocol on its standard input (docs/mcp.md)"
+    )]
+    ClosedBeforeInitialize,
     /// The client never completed the MCP initialization.
     #[error("the MCP session did not start: {0}")]
     Start(String),
@@ -144,10 +149,15 @@ impl CesoServer {
 
     /// Serves MCP on standard input and output until the client hangs up.
     pub async fn serve_stdio(self) -> Result<(), McpError> {
-        let running = self
-            .serve(rmcp::transport::stdio_pipes())
-            .await
-            .map_err(|e| McpError::Start(e.to_string()))?;
+        let running =
+            self.serve(rmcp::transport::stdio_pipes())
+                .await
+                .map_err(|error| match error {
+                    rmcp::service::ServerInitializeError::ConnectionClosed(_) => {
+                        McpError::ClosedBeforeInitialize
+                    }
+                    other => McpError::Start(other.to_string()),
+                })?;
         let reason = running.waiting().await?;
         tracing::debug!(?reason, "mcp: session ended");
         Ok(())
