@@ -396,6 +396,15 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "ceso promote keygen",
         ],
     ),
+    (
+        "ceso mcp",
+        &[
+            "# Serve MCP on standard input and output for an AI agent's host (every tool runs restricted)",
+            "ceso mcp --inventory inventory",
+            "# With the agent's own state file, where its promotions and refusals are recorded",
+            "ceso mcp --inventory /srv/agent/inventory --state /srv/agent/.ceso/state.redb",
+        ],
+    ),
 ];
 
 /// The example lines of the command at `path` (`ceso`, `ceso vm create`, ...), if it has any.

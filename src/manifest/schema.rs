@@ -637,7 +637,7 @@ mod tests {
     }
 
     /// The keywords the kind validators (compiled as draft 7) read exactly as draft 2020-12 does.
-    const SHARED_KEYWORDS: [&str; 22] = [
+    const SHARED_KEYWORDS: [&str; 23] = [
         "$defs",
         "if",
         "then",
@@ -653,6 +653,7 @@ mod tests {
         "examples",
         "format",
         "items",
+        "maximum",
         "minimum",
         "oneOf",
         "pattern",

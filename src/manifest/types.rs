@@ -160,8 +160,8 @@ pub struct HostAccessSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostSshSpec {
-    /// Fingerprint of the host's SSH key as OpenSSH prints it (`SHA256:...`); any other key is
-    /// refused.
+    /// Fingerprint of one of the host's SSH keys as `ssh-keygen -lf` prints it (`SHA256:...`);
+    /// ceso refuses any other key before logging in.
     pub host_key: String,
     /// SSH port. Omitted: 22.
     #[serde(default, skip_serializing_if = "Option::is_none")]
