@@ -8,7 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 need=()
 for pkg in golang-go golang-github-vmware-govmomi-dev curl openssl qemu-utils cloud-init groff-base \
-  openssh-server python3-venv; do
+  openssh-server python3-venv gnome-keyring dbus-daemon; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -24,7 +24,7 @@ pub async fn connect(hosts: &BTreeMap<String, HostConnection>) -> Result<Hosts, 
     let attempts = hosts.iter().map(|(name, connection)| async move {
         let password = connection
             .resolve_password(name)
-            .map_err(|e| CommandError::with_hint(e.to_string(), "set the variable or create the file the Host manifest names in `password`"))?;
+            .map_err(|e| CommandError::with_hint(e.to_string(), e.hint()))?;
         if connection.insecure {
             eprintln!(
                 "warning: host {name}: certificate verification is disabled (insecure: true); anyone on the network path can impersonate this host"

@@ -405,6 +405,42 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "ceso mcp --inventory /srv/agent/inventory --state /srv/agent/.ceso/state.redb",
         ],
     ),
+    (
+        "ceso secret",
+        &[
+            "# Store the password of esxi-01 (typed twice, never shown); its Host says `password: { secret: esxi-01-root }`",
+            "ceso secret set esxi-01-root",
+            "# The stored secrets: names, where, last change (never values)",
+            "ceso secret list",
+        ],
+    ),
+    (
+        "ceso secret set",
+        &[
+            "# Into ceso's encrypted store (typed twice without echo; piped standard input works too)",
+            "ceso secret set esxi-01-root",
+            "# Into the OS keyring instead; the Host then says `password: { keyring: esxi-01-root }`",
+            "ceso secret set esxi-01-root --keyring",
+        ],
+    ),
+    (
+        "ceso secret list",
+        &[
+            "# Names, where they are (store or keyring) and when they changed; never values",
+            "ceso secret list",
+            "# As JSON",
+            "ceso secret list --json",
+        ],
+    ),
+    (
+        "ceso secret rm",
+        &[
+            "# Remove a secret from the encrypted store",
+            "ceso secret rm esxi-01-root",
+            "# Remove an entry from the OS keyring",
+            "ceso secret rm esxi-01-root --keyring",
+        ],
+    ),
 ];
 
 /// The example lines of the command at `path` (`ceso`, `ceso vm create`, ...), if it has any.

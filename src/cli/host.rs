@@ -318,15 +318,10 @@ fn ssh_options(
             Some(HOST_KEY_HINT.to_owned()),
         )
     })?;
-    let password = host.connection.resolve_password(&host.name).map_err(|e| {
-        (
-            e.to_string(),
-            Some(
-                "set the variable or create the file the Host manifest names in `password`"
-                    .to_owned(),
-            ),
-        )
-    })?;
+    let password = host
+        .connection
+        .resolve_password(&host.name)
+        .map_err(|e| (e.to_string(), Some(e.hint())))?;
     Ok(SshOptions {
         target,
         host_key,

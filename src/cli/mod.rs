@@ -333,6 +333,7 @@ fn ask_for_json(command: &mut Command) {
         Command::Watch(args) => args.json = true,
         Command::Status(args) => args.json = true,
         Command::Host(host::HostCommand::Check(args)) => args.json = true,
+        Command::Secret(secret::SecretCommand::List(args)) => args.json = true,
         Command::Promote(promote::PromoteCommand::Request { json, .. })
         | Command::Promote(promote::PromoteCommand::List { json })
         | Command::Promote(promote::PromoteCommand::Status { json }) => *json = true,

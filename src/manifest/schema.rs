@@ -386,14 +386,24 @@ fn value_problem(
 
 /// What is wrong with a secret reference, without a word of its content.
 fn secret_message(value: &Value) -> String {
+    const FORMS: [&str; 4] = ["secret", "keyring", "env", "file"];
     match value {
         Value::Object(fields) => {
-            if fields.contains_key("env") && fields.contains_key("file") {
-                "give either `env` or `file`, not both".to_owned()
-            } else if fields.keys().any(|k| k != "env" && k != "file") || fields.is_empty() {
-                "a secret reference is `{ env: NAME }` or `{ file: path }`".to_owned()
+            let given: Vec<&str> = FORMS
+                .iter()
+                .copied()
+                .filter(|k| fields.contains_key(*k))
+                .collect();
+            if given.len() > 1 {
+                format!(
+                    "give one of `secret`, `keyring`, `env` or `file`, not {}",
+                    given.join(" and ")
+                )
+            } else if fields.is_empty() || fields.keys().any(|k| !FORMS.contains(&k.as_str())) {
+                "a secret reference is `{ secret: NAME }`, `{ keyring: NAME }`, `{ env: VARIABLE }` or `{ file: path }`".to_owned()
             } else {
-                "the name of the environment variable or file must be a string".to_owned()
+                "the name of the secret, keyring entry, environment variable or file must be a string"
+                    .to_owned()
             }
         }
         _ => "literal passwords are not accepted".to_owned(),

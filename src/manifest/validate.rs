@@ -341,6 +341,22 @@ fn check_host(
             );
         }
     }
+    if let Some(ssh) = &spec.ssh {
+        if let Err(error) = crate::ssh::check_host_key_format(&ssh.host_key) {
+            check.error(
+                "spec.ssh.hostKey",
+                error.to_string(),
+                crate::ssh::HOST_KEY_HINT,
+            );
+        }
+        if ssh.port == Some(0) {
+            check.error(
+                "spec.ssh.port",
+                "port 0 is not a port",
+                "omit `port` for 22, or write the port the host's SSH server listens on",
+            );
+        }
+    }
     check_access(&mut check);
     url
 }
