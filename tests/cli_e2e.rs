@@ -520,8 +520,8 @@ fn a_missing_password_variable_names_the_host_and_variable() {
     run.expect(1);
     assert!(
         run.stderr().contains(&format!(
-            "environment variable {PASSWORD_ENV} is not set (password of host esxi-01)"
-        )),
+            "cannot read the password of host esxi-01: environment variable {PASSWORD_ENV} is not set"
+        )) && run.stderr().contains(&format!("hint: set {PASSWORD_ENV}")),
         "{}",
         run.stderr()
     );
