@@ -46,11 +46,14 @@ impl SecretError {
 impl HostConnection {
     /// Reads the password from where the manifest says it is (`{ env }`, `{ file }` relative to
     /// the manifest, `{ secret }` in ceso's encrypted store, `{ keyring }` in the OS keyring).
+    /// Refused when the manifest's directory may have been written by another account.
     pub fn resolve_password(&self, host: &str) -> Result<Secret, SecretError> {
-        crate::secret::resolve(&self.password, &self.secret_base).map_err(|source| SecretError {
-            host: host.to_owned(),
-            source,
-        })
+        crate::secret::check_written_by_caller(&self.secret_base)
+            .and_then(|()| crate::secret::resolve(&self.password, &self.secret_base))
+            .map_err(|source| SecretError {
+                host: host.to_owned(),
+                source,
+            })
     }
 }
 

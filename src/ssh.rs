@@ -435,9 +435,12 @@ pub async fn presented_host_keys(
     target: &SshTarget,
     timeout: Duration,
 ) -> Result<Vec<PresentedKey>, SshError> {
-    let mut seen = Vec::new();
+    let mut seen: Vec<PresentedKey> = Vec::new();
     loop {
         match exchange(target, None, &seen, timeout).await? {
+            // A server that presents a key type again (not the one negotiated) would keep us
+            // here for ever: what it showed so far is all there is.
+            Exchange::Refused(key) if presented_again(&seen, &key) => return Ok(seen),
             Exchange::Refused(key) => seen.push(key),
             Exchange::NoOtherKey => return Ok(seen),
             // Nothing is pinned, so nothing is accepted.
@@ -447,6 +450,13 @@ pub async fn presented_host_keys(
             }
         }
     }
+}
+
+/// Whether `key`'s type was presented before, or enough exchanges were made: a server that
+/// does not keep to the negotiated key type must not keep ceso connecting again.
+fn presented_again(seen: &[PresentedKey], key: &PresentedKey) -> bool {
+    const MAX_EXCHANGES: usize = 8;
+    seen.len() >= MAX_EXCHANGES || seen.iter().any(|k| k.algorithm == key.algorithm)
 }
 
 /// Closes a connection politely; a failure only means it is already gone.
@@ -514,11 +524,11 @@ impl SshSession {
         let (mut handle, key) = loop {
             match exchange(&target, Some(&host_key), &seen, connect_timeout).await? {
                 Exchange::Accepted(handle, key) => break (handle, key),
-                Exchange::Refused(key) => {
+                Exchange::Refused(key) if !presented_again(&seen, &key) => {
                     tracing::debug!(target = %target, presented = %key, "host key not the pinned one");
                     seen.push(key);
                 }
-                Exchange::NoOtherKey => {
+                Exchange::Refused(_) | Exchange::NoOtherKey => {
                     return Err(SshError::HostKeyMismatch {
                         target,
                         expected: host_key.to_string(),

@@ -246,3 +246,44 @@ fn export_writes_every_entry_as_a_json_line() {
         assert_eq!(pair[1]["prev"], pair[0]["hash"]);
     }
 }
+
+#[test]
+fn every_exported_hash_can_be_recomputed_from_its_line_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = recorded(dir.path());
+    let output = ceso(&path, &["audit", "export"]);
+    assert!(output.status.success());
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = |field: &str| match &entry[field] {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // The formula of docs/audit.md.
+        let hashed = match text("kind").as_str() {
+            "security" => format!(
+                "{}\n{}\nsecurity\n{}\n{}",
+                text("prev"),
+                text("seq"),
+                text("event"),
+                text("record_text")
+            ),
+            kind => format!(
+                "{}\n{}\n{kind}\n{}\n{}\n{}",
+                text("prev"),
+                text("seq"),
+                text("run_id"),
+                text("step_seq"),
+                text("record_text")
+            ),
+        };
+        let digest = hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            hashed.as_bytes(),
+        ));
+        assert_eq!(digest, text("hash"), "{line}");
+        let record: serde_json::Value = serde_json::from_str(&text("record_text")).unwrap();
+        assert_eq!(record, entry["record"]);
+    }
+}

@@ -839,3 +839,60 @@ fn an_unreachable_suspended_host_does_not_stop_the_plan_of_the_others() {
     assert!(find_vm(&sim, "web-01").is_some());
     inv.ceso(&sim, &["plan", "DIR"]).expect(0);
 }
+
+/// Whoever wrote the manifests decides where ceso sends the password: a Host in a directory
+/// another account owns (an agent's, say) is refused before any secret is read or sent, and so
+/// is a saved plan file another account owns.
+#[test]
+fn a_password_is_never_sent_on_the_word_of_a_file_another_account_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = simulator();
+    let inv = Inventory::new(&sim, &vm("web-01", 1, "1GiB", "off", ""));
+    let plan_file = inv.dir.path().join("plan.json");
+    let path = inv.path().display().to_string();
+    inv.ceso(&sim, &["plan", &path, "--out", plan_file.to_str().unwrap()])
+        .expect(2);
+    let logins = sim.method_count("Login");
+
+    // Another account's directory (uid 65534, nobody).
+    std::os::unix::fs::chown(inv.path(), Some(65534), None).unwrap();
+    let run = inv.ceso(&sim, &["plan", &path]);
+    run.expect(1);
+    assert!(
+        run.stderr()
+            .contains("may have been written by another account")
+            && run.stderr().contains("not to you"),
+        "{}",
+        run.stderr()
+    );
+    // Ours again, but writable by others.
+    std::os::unix::fs::chown(inv.path(), Some(nix_uid()), None).unwrap();
+    std::fs::set_permissions(inv.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = inv.ceso(&sim, &["plan", &path]);
+    run.expect(1);
+    assert!(
+        run.stderr().contains("writable by its group or others"),
+        "{}",
+        run.stderr()
+    );
+    std::fs::set_permissions(inv.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    std::os::unix::fs::chown(&plan_file, Some(65534), None).unwrap();
+    let run = inv.ceso(
+        &sim,
+        &["apply", plan_file.to_str().unwrap(), "--auto-approve"],
+    );
+    run.expect(1);
+    assert!(
+        run.stderr()
+            .contains("may have been written by another account"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(sim.method_count("Login"), logins, "no login was attempted");
+    assert!(find_vm(&sim, "web-01").is_none());
+}
+
+fn nix_uid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m))
+}

@@ -639,6 +639,38 @@ hostname: web01
 }
 
 #[test]
+fn redact_user_data_hides_written_files_and_commands_that_handle_secrets() {
+    let text = "#cloud-config
+write_files:
+- path: /etc/app.env
+  permissions: '0600'
+  content: |
+    DB_PASS=hunter2
+    AWS_SECRET_ACCESS_KEY=abc
+- path: /root/.ssh/id_ed25519
+  encoding: b64
+  content: LS0tLS1CRUdJTiBPUEVOU1NIIFBSSVZBVEUgS0VZLS0tLS0K
+runcmd:
+- echo 'root:S3cret!' | chpasswd
+- [curl, -H, 'Authorization: Bearer abc', https://example.com]
+- [systemctl, enable, --now, nginx]
+";
+    let shown = redact_user_data(text);
+    for secret in ["hunter2", "AWS_SECRET", "LS0tLS1C", "S3cret", "Bearer abc"] {
+        assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+    }
+    for visible in [
+        "/etc/app.env",
+        "'0600'",
+        "/root/.ssh/id_ed25519",
+        "(redacted: 48 bytes)",
+        "nginx",
+    ] {
+        assert!(shown.contains(visible), "{visible} missing from:\n{shown}");
+    }
+}
+
+#[test]
 fn redact_user_data_does_not_show_what_is_not_cloud_config() {
     let script = "#!/bin/sh\necho root:hunter2 | chpasswd\n";
     let shown = redact_user_data(script);

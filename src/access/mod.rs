@@ -256,7 +256,12 @@ pub fn current() -> Result<&'static Access, AccessError> {
         Ok(Some(profiles)) => ProfilesState::Trusted(profiles),
         Err(error) => ProfilesState::Unusable(error),
     };
-    let variable = std::env::var(ROLE_VARIABLE).ok();
+    // A value that is not UTF-8 cannot be read as a role: it counts as `restricted`.
+    let variable = match std::env::var(ROLE_VARIABLE) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => Some("restricted".to_owned()),
+    };
     let (access, warnings) = decide(
         Caller::of_process(),
         hostname(),
@@ -365,6 +370,14 @@ pub fn record_refusal(
     let mut event = access.event(SecurityEventKind::Refused, command);
     event.reason = Some(reason.to_owned());
     event.promotion = promotion;
+    // A refusal changes nothing: it is recorded only in a state file that already exists.
+    if !state.exists() {
+        eprintln!(
+            "note: the refusal is not recorded: there is no state file at {}",
+            state.display()
+        );
+        return;
+    }
     let recorded = StateStore::open(state).and_then(|store| store.record_security_event(&event));
     if let Err(e) = recorded {
         eprintln!("warning: the refusal could not be recorded in the audit log: {e}");

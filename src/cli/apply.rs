@@ -329,6 +329,10 @@ pub(super) fn refuse_creates_in_flight(
 }
 
 fn read_saved_plan(path: &Path) -> Result<Plan, CommandError> {
+    // A saved plan names the hosts ceso logs in to: one another account could have written
+    // could send the caller's passwords to an address of its choosing.
+    crate::secret::check_written_by_caller(path)
+        .map_err(|e| CommandError::with_hint(e.to_string(), e.hint()))?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| CommandError::new(format!("cannot read plan file {}: {e}", path.display())))?;
     let version = serde_json::from_str::<serde_json::Value>(&text)

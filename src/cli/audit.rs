@@ -358,6 +358,9 @@ fn export(store: &StateStore, out: Option<&std::path::Path>) -> Result<Outcome, 
             "step_seq": entry.step_seq,
             "event": entry.event,
             "record": record,
+            // The exact text the hash covers: `record` above is re-serialized and its keys may
+            // come in another order.
+            "record_text": entry.record,
             "prev": entry.prev,
             "hash": entry.hash,
         });

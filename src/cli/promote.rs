@@ -228,12 +228,23 @@ fn check_reason(reason: &str, flag: &str) -> Result<String, CommandError> {
             "{flag} is longer than {MAX_REASON} characters"
         )));
     }
-    if reason.chars().any(char::is_control) {
+    if reason.chars().any(misleads_on_a_terminal) {
         return Err(CommandError::new(format!(
-            "{flag} contains control characters (line breaks, escapes): give one line of text"
+            "{flag} contains control or invisible characters (line breaks, escapes, direction overrides): give one line of plain text"
         )));
     }
     Ok(reason.to_owned())
+}
+
+/// Characters that could make the approver's terminal show something other than the text:
+/// control characters, bidirectional overrides and isolates, zero-width characters, line and
+/// paragraph separators, the byte-order mark.
+fn misleads_on_a_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+        )
 }
 
 /// `ceso promote request`
@@ -433,7 +444,7 @@ fn approve(access: &Access, state: &Path, id: &str) -> Result<Outcome, CommandEr
             "deny it; the agent asks again",
         ));
     }
-    if record.reason.chars().any(char::is_control) {
+    if record.reason.chars().any(misleads_on_a_terminal) {
         return Err(CommandError::new(format!(
             "the reason of promotion {id} contains control characters (it was written outside ceso): deny it"
         )));

@@ -189,7 +189,9 @@ fn refuse_passwords_in_mapping(
 
 /// `user_data` for display (`ceso vm info`): the values of password-like keys (`passwd`,
 /// `hashed_passwd`, `plain_text_passwd`, `password`, any key containing `password`, `secret`,
-/// `token` or `private`, and `chpasswd.list`) replaced by `(redacted)`, wherever they are.
+/// `token` or `private`, and `chpasswd.list`) replaced by `(redacted)`, wherever they are; the
+/// content of `write_files` (only its size is shown) and `runcmd`/`bootcmd` commands that look
+/// like they handle a secret, too.
 /// User-data that is not a `#cloud-config` mapping (a script, say) is not shown at all, only
 /// its size: it may hold anything.
 pub fn redact_user_data(user_data: &str) -> String {
@@ -231,6 +233,10 @@ fn redact_mapping(mapping: &mut Mapping) {
         };
         if is_secret_key(key) {
             *value = REDACTED.into();
+        } else if key == "write_files" {
+            redact_written_files(value);
+        } else if matches!(key, "runcmd" | "bootcmd") {
+            redact_commands(value);
         } else if key == "chpasswd" {
             if let Some(list) = value.get_mut("list") {
                 *list = REDACTED.into();
@@ -238,6 +244,67 @@ fn redact_mapping(mapping: &mut Mapping) {
             redact(value);
         } else {
             redact(value);
+        }
+    }
+}
+
+/// `write_files`: what a file holds (`content`, and `source`, whose URL may carry a token) is
+/// never shown, only its size; the path, owner and permissions are.
+fn redact_written_files(files: &mut Yaml) {
+    let Yaml::Sequence(files) = files else {
+        *files = REDACTED.into();
+        return;
+    };
+    for file in files.iter_mut() {
+        let Yaml::Mapping(file) = file else {
+            *file = REDACTED.into();
+            continue;
+        };
+        for (key, value) in file.iter_mut() {
+            match key.as_str() {
+                Some("content") => {
+                    let size = value.as_str().map_or(0, str::len);
+                    *value = format!("(redacted: {size} bytes)").into();
+                }
+                Some("source") => *value = REDACTED.into(),
+                _ => redact(value),
+            }
+        }
+    }
+}
+
+/// `runcmd`/`bootcmd`: a command that looks like it handles a secret (a password, token, key,
+/// authorization header) is replaced as a whole; the others are shown.
+fn redact_commands(commands: &mut Yaml) {
+    let Yaml::Sequence(commands) = commands else {
+        return;
+    };
+    for command in commands.iter_mut() {
+        let text = match &*command {
+            Yaml::String(text) => text.clone(),
+            Yaml::Sequence(words) => words
+                .iter()
+                .filter_map(|w| w.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => continue,
+        };
+        let lower = text.to_ascii_lowercase();
+        if [
+            "passw",
+            "secret",
+            "token",
+            "bearer",
+            "authorization",
+            "api_key",
+            "apikey",
+            "private",
+            "credential",
+        ]
+        .iter()
+        .any(|word| lower.contains(word))
+        {
+            *command = REDACTED.into();
         }
     }
 }

@@ -85,6 +85,10 @@ pub enum ResolveError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    #[error(
+        "{path} may have been written by another account ({reason}); ceso does not send your secrets where it says"
+    )]
+    UntrustedSource { path: PathBuf, reason: String },
 }
 
 impl ResolveError {
@@ -104,8 +108,45 @@ impl ResolveError {
             }
             ResolveError::Store(error) => error.hint(),
             ResolveError::Keyring(error) => error.hint(),
+            ResolveError::UntrustedSource { .. } => "a manifest or saved plan that makes ceso \
+                 send a password must be yours (or root's) and writable by no one else: \
+                 `chown` it to yourself and `chmod go-w` it and its directory, after checking \
+                 the Host's address"
+                .to_owned(),
         }
     }
+}
+
+/// Checks that `path` (a manifest's directory or a saved plan) was written by the caller or
+/// root: owned by one of them and writable by no one else. A file another account could write
+/// could point a password at an address of that account's choosing.
+#[cfg(unix)]
+pub fn check_written_by_caller(path: &Path) -> Result<(), ResolveError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let untrusted = |reason: String| ResolveError::UntrustedSource {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| untrusted(e.to_string()))?;
+    let caller = nix::unistd::getuid().as_raw();
+    if metadata.uid() != caller && metadata.uid() != 0 {
+        return Err(untrusted(format!(
+            "it belongs to uid {}, not to you (uid {caller}) or root",
+            metadata.uid()
+        )));
+    }
+    if metadata.permissions().mode() & 0o022 != 0 {
+        return Err(untrusted(
+            "it is writable by its group or others".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Elsewhere file ownership is not checked.
+#[cfg(not(unix))]
+pub fn check_written_by_caller(_path: &Path) -> Result<(), ResolveError> {
+    Ok(())
 }
 
 /// Reads the secret `reference` points at. `base` is the directory relative `{ file: path }`
