@@ -158,18 +158,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
-            ParseError {
-                line,
-                column,
-                field,
-                message: inner.to_string(),
-            }
-        })
+        parse_located(text)
     }
 
     /// The value of a setting as a command-line default.
@@ -225,11 +214,28 @@ impl Config {
 }
 
 /// A parse error before the file's path is known.
-struct ParseError {
-    line: usize,
-    column: usize,
-    field: String,
-    message: String,
+pub(crate) struct ParseError {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) field: String,
+    pub(crate) message: String,
+}
+
+/// Parses a small YAML settings file (this one, or `/etc/ceso/profiles.yaml`), placing an error
+/// at its line, column and field path.
+pub(crate) fn parse_located<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
+        ParseError {
+            line,
+            column,
+            field,
+            message: inner.to_string(),
+        }
+    })
 }
 
 impl ParseError {

@@ -249,17 +249,11 @@ impl Profiles {
 
     /// Parses and checks the text of a profiles file.
     pub fn parse(text: &str) -> Result<Profiles, ParseError> {
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let profiles: Profiles = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let field = e.path().to_string();
-            let inner = e.into_inner();
-            let (line, column) = inner.location().map_or((1, 1), |l| (l.line(), l.column()));
-            ParseError {
-                line,
-                column,
-                field,
-                message: inner.to_string(),
-            }
+        let profiles: Profiles = crate::config::parse_located(text).map_err(|e| ParseError {
+            line: e.line,
+            column: e.column,
+            field: e.field,
+            message: e.message,
         })?;
         profiles.check(text)?;
         Ok(profiles)

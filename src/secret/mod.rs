@@ -117,8 +117,8 @@ impl ResolveError {
     }
 }
 
-/// Checks that `path` (a manifest's directory or a saved plan) was written by the caller or
-/// root: owned by one of them and writable by no one else. A file another account could write
+/// Checks that `path` (a manifest's directory or a saved plan), if it exists, was written by the
+/// caller or root: owned by one of them and writable by no one else. A file another account could write
 /// could point a password at an address of that account's choosing.
 #[cfg(unix)]
 pub fn check_written_by_caller(path: &Path) -> Result<(), ResolveError> {
@@ -127,7 +127,13 @@ pub fn check_written_by_caller(path: &Path) -> Result<(), ResolveError> {
         path: path.to_path_buf(),
         reason,
     };
-    let metadata = std::fs::metadata(path).map_err(|e| untrusted(e.to_string()))?;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        // Nothing there was written by anyone (`ceso init` connects before it writes the
+        // inventory; its host comes from the command line).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(untrusted(e.to_string())),
+    };
     let caller = nix::unistd::getuid().as_raw();
     if metadata.uid() != caller && metadata.uid() != 0 {
         return Err(untrusted(format!(
