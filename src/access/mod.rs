@@ -370,14 +370,7 @@ pub fn record_refusal(
     let mut event = access.event(SecurityEventKind::Refused, command);
     event.reason = Some(reason.to_owned());
     event.promotion = promotion;
-    // A refusal changes nothing: it is recorded only in a state file that already exists.
-    if !state.exists() {
-        eprintln!(
-            "note: the refusal is not recorded: there is no state file at {}",
-            state.display()
-        );
-        return;
-    }
+    // The issue asks for every refusal to be audited: a state file is created if need be.
     let recorded = StateStore::open(state).and_then(|store| store.record_security_event(&event));
     if let Err(e) = recorded {
         eprintln!("warning: the refusal could not be recorded in the audit log: {e}");

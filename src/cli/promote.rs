@@ -230,7 +230,7 @@ fn check_reason(reason: &str, flag: &str) -> Result<String, CommandError> {
     }
     if reason.chars().any(misleads_on_a_terminal) {
         return Err(CommandError::new(format!(
-            "{flag} contains control or invisible characters (line breaks, escapes, direction overrides): give one line of plain text"
+            "{flag} contains control characters or invisible ones (line breaks, escapes, direction overrides): give one line of plain text"
         )));
     }
     Ok(reason.to_owned())
