@@ -408,6 +408,26 @@ async fn unexpected_http_status_is_reported() {
 }
 
 #[tokio::test]
+async fn an_http_error_answering_a_login_never_repeats_its_body() {
+    // A proxy that echoes the request back, password and all.
+    let (url, _) = serve(Box::new(|method, body| {
+        if method == "Login" {
+            assert!(body.contains("<password>pw</password>"), "{body}");
+            return (502, format!("<html>bad gateway for {body}</html>"));
+        }
+        connect_reply(method).unwrap_or_else(|| fault("MethodNotFound", method))
+    }))
+    .await;
+    let err = EsxiClient::connect(options(url, Duration::from_secs(1)))
+        .await
+        .expect_err("502");
+    assert!(matches!(&err, EsxiError::Http { status: 502, .. }), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("<password>pw"), "{shown}");
+    assert!(shown.contains("answering a login"), "{shown}");
+}
+
+#[tokio::test]
 async fn observe_starts_over_when_the_session_expired_mid_read() {
     let logins = Arc::new(Mutex::new(0));
     let l = Arc::clone(&logins);

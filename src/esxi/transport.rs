@@ -419,10 +419,17 @@ impl Transport {
     }
 
     fn http_error(&self, method: &str, status: reqwest::StatusCode, text: &str) -> EsxiError {
-        let mut body: String = text.chars().take(300).collect();
-        if body.len() < text.len() {
-            body.push('…');
-        }
+        // Something between ceso and the host (a proxy, a wrong endpoint) may echo the request
+        // back: the answer to a login could hold the password.
+        let body = if method == "Login" {
+            format!("(not shown: {} bytes answering a login)", text.len())
+        } else {
+            let mut body: String = text.chars().take(300).collect();
+            if body.len() < text.len() {
+                body.push('…');
+            }
+            body
+        };
         EsxiError::Http {
             address: self.address.clone(),
             method: method.to_owned(),
