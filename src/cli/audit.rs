@@ -368,8 +368,7 @@ fn export(store: &StateStore, out: Option<&std::path::Path>) -> Result<Outcome, 
         text.push('\n');
     }
     match out {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| CommandError::new(format!("cannot write {}: {e}", path.display())))?,
+        Some(path) => super::files::write_atomically(path, &text)?,
         None => print!("{text}"),
     }
     Ok(Outcome::Success)

@@ -109,6 +109,5 @@ pub fn print_plan_as(plan: &Plan, format: PlanFormat) {
 }
 
 fn save_plan(plan: &Plan, out: &std::path::Path) -> Result<(), CommandError> {
-    std::fs::write(out, render::json(plan))
-        .map_err(|e| CommandError::new(format!("cannot write the plan to {}: {e}", out.display())))
+    super::files::write_atomically(out, &render::json(plan))
 }

@@ -31,9 +31,7 @@ pub fn run(args: SchemaArgs) -> Result<Outcome, CommandError> {
         None => print!("{text}"),
         Some(dir) => {
             let path = dir.join(SCHEMA_FILE);
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::write(&path, text))
-                .map_err(|e| CommandError::new(format!("cannot write {}: {e}", path.display())))?;
+            super::files::write_atomically(&path, &text)?;
             eprintln!("wrote {}", path.display());
         }
     }
