@@ -373,7 +373,9 @@ fn read_saved_plan(path: &Path) -> Result<Plan, CommandError> {
 }
 
 async fn check_saved_plan(plan: &Plan, hosts: &Hosts) -> Result<(), CommandError> {
-    let observed = observe(hosts).await?;
+    // The firewall is read for the hosts whose manifests declared `spec.access`.
+    let firewalls = plan.firewall.keys().cloned().collect();
+    let observed = observe(hosts, &firewalls).await?;
     let reasons = stale_reasons(plan, &observed);
     if reasons.is_empty() {
         return Ok(());

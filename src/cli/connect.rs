@@ -1,6 +1,6 @@
 //! Shared by `plan` and `apply`: connecting to the hosts, observing them, and making a plan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -73,13 +73,19 @@ pub async fn disconnect(hosts: &Hosts) {
 }
 
 /// Reads every host's state (concurrently): the bulk read of its VMs, datastores and
-/// networks, then its firewall and the address ceso reaches it from.
-pub async fn observe(hosts: &Hosts) -> Result<ObservedState, CommandError> {
+/// networks, then, for the hosts named in `firewalls` (those that declare `spec.access`), its
+/// firewall and the address ceso reaches it from.
+pub async fn observe(
+    hosts: &Hosts,
+    firewalls: &BTreeSet<String>,
+) -> Result<ObservedState, CommandError> {
     let reads = hosts.iter().map(|(name, client)| async move {
         let failed =
             |e: crate::esxi::EsxiError| CommandError::new(format!("observing host {name}: {e}"));
         let mut observed = client.observe().await.map_err(failed)?;
-        observed.access = client.observe_access().await.map_err(failed)?;
+        if firewalls.contains(name) {
+            observed.access = client.observe_access().await.map_err(failed)?;
+        }
         Ok((name.clone(), observed))
     });
     futures::future::join_all(reads).await.into_iter().collect()
@@ -158,7 +164,13 @@ pub async fn plan_inventory(
             }
         }
     }
-    let observed = match observe(&hosts).await {
+    let firewalls = desired
+        .hosts
+        .iter()
+        .filter(|(_, host)| host.allowed_networks.is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let observed = match observe(&hosts, &firewalls).await {
         Ok(observed) => observed,
         Err(e) => {
             disconnect(&hosts).await;

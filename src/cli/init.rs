@@ -502,7 +502,7 @@ async fn read_host(
             },
             other => other,
         })?;
-    let observed = observe(&hosts).await;
+    let observed = observe(&hosts, &Default::default()).await;
     disconnect(&hosts).await;
     let observed = observed?
         .remove(&request.host_name)

@@ -112,7 +112,7 @@ pub(super) async fn observe_hosts(
         .map(|(name, host)| (name.clone(), host.connection.clone()))
         .collect();
     let hosts = connect(&connections).await?;
-    let observed = observe(&hosts).await;
+    let observed = observe(&hosts, &Default::default()).await;
     disconnect(&hosts).await;
     observed
 }
